@@ -1,0 +1,171 @@
+//! The listeners actor: owns the per-listener certificate slots that the TLS resolvers were built
+//! with, and is the only place that swaps a certificate in. Every swap is recorded in the log first,
+//! so the log never misses a certificate that was served.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use actix::fut::WrapFuture;
+use actix::{Actor, AtomicResponse, Context, Handler, Recipient};
+use event_log::{Event, Trigger};
+use listener::ListenerCertificate;
+use tracing::{info, warn};
+
+use super::messages::{
+    Append, Install, InstallError, InstallOutcome, LoadInstalled, RecordInstall, Restore,
+};
+
+pub struct ListenersActor {
+    listeners: BTreeMap<String, Arc<ListenerCertificate>>,
+    append: Recipient<Append>,
+    record_install: Recipient<RecordInstall>,
+    load_installed: Recipient<LoadInstalled>,
+}
+
+impl ListenersActor {
+    pub fn new(
+        listeners: impl IntoIterator<Item = Arc<ListenerCertificate>>,
+        append: Recipient<Append>,
+        record_install: Recipient<RecordInstall>,
+        load_installed: Recipient<LoadInstalled>,
+    ) -> ListenersActor {
+        ListenersActor {
+            listeners: listeners
+                .into_iter()
+                .map(|l| (l.name().to_owned(), l))
+                .collect(),
+            append,
+            record_install,
+            load_installed,
+        }
+    }
+
+    fn slot(&self, name: &str) -> Result<Arc<ListenerCertificate>, InstallError> {
+        self.listeners
+            .get(name)
+            .cloned()
+            .ok_or_else(|| InstallError::UnknownListener(name.to_owned()))
+    }
+}
+
+impl Actor for ListenersActor {
+    type Context = Context<Self>;
+}
+
+/// Installs run one at a time (`AtomicResponse`), so "record, then swap" of one install never
+/// interleaves with another's and the log's order is the serving order.
+impl Handler<Install> for ListenersActor {
+    type Result = AtomicResponse<Self, Result<InstallOutcome, InstallError>>;
+
+    fn handle(&mut self, msg: Install, _: &mut Self::Context) -> Self::Result {
+        let slot = self.slot(&msg.listener);
+        let append = self.append.clone();
+        let record_install = self.record_install.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                let slot = slot?;
+                let thumbprint = msg.bundle.thumbprint();
+                let previous = slot.current().map(|c| c.thumbprint());
+                if previous == Some(thumbprint) {
+                    return Ok(InstallOutcome::Unchanged { thumbprint });
+                }
+                match listener::validate(&msg.bundle, slot.hostnames(), SystemTime::now()) {
+                    Err(rejection) => {
+                        let reason = rejection.to_string();
+                        warn!(listener = %msg.listener, %thumbprint, source = %msg.source, %reason, "certificate rejected; the previous one stays in service");
+                        append
+                            .send(Append {
+                                listener: msg.listener,
+                                event: Event::CertificateRejected {
+                                    trigger: msg.trigger,
+                                    thumbprint: Some(thumbprint),
+                                    version: msg.version,
+                                    reason: reason.clone(),
+                                },
+                            })
+                            .await??;
+                        Ok(InstallOutcome::Rejected { thumbprint, reason })
+                    }
+                    Ok(validated) => {
+                        record_install
+                            .send(RecordInstall {
+                                listener: msg.listener.clone(),
+                                bundle: msg.bundle,
+                                trigger: msg.trigger,
+                                previous,
+                                version: msg.version,
+                                source: msg.source,
+                                not_after: validated.not_after(),
+                            })
+                            .await??;
+                        slot.install(validated);
+                        info!(listener = %msg.listener, %thumbprint, previous = ?previous.map(|p| p.to_string()), trigger = %msg.trigger, "certificate installed");
+                        Ok(InstallOutcome::Installed {
+                            previous,
+                            thumbprint,
+                        })
+                    }
+                }
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+impl Handler<Restore> for ListenersActor {
+    type Result = AtomicResponse<Self, Result<Option<cert_bundle::Thumbprint>, InstallError>>;
+
+    fn handle(&mut self, msg: Restore, _: &mut Self::Context) -> Self::Result {
+        let slot = self.slot(&msg.listener);
+        let append = self.append.clone();
+        let load_installed = self.load_installed.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                let slot = slot?;
+                let Some((installed, bundle)) = load_installed
+                    .send(LoadInstalled {
+                        listener: msg.listener.clone(),
+                    })
+                    .await??
+                else {
+                    return Ok(None);
+                };
+                let thumbprint = bundle.thumbprint();
+                match listener::validate(&bundle, slot.hostnames(), SystemTime::now()) {
+                    Ok(validated) => {
+                        slot.install(validated);
+                        append
+                            .send(Append {
+                                listener: msg.listener.clone(),
+                                event: Event::CertificateRestored {
+                                    thumbprint,
+                                    version: installed.version.clone(),
+                                },
+                            })
+                            .await??;
+                        info!(listener = %msg.listener, %thumbprint, "certificate restored from the event log");
+                        Ok(Some(thumbprint))
+                    }
+                    Err(rejection) => {
+                        let reason = format!("the certificate in the event log no longer passes: {rejection}");
+                        warn!(listener = %msg.listener, %thumbprint, %reason, "not restoring the last installed certificate");
+                        append
+                            .send(Append {
+                                listener: msg.listener,
+                                event: Event::CertificateRejected {
+                                    trigger: Trigger::Startup,
+                                    thumbprint: Some(thumbprint),
+                                    version: installed.version,
+                                    reason,
+                                },
+                            })
+                            .await??;
+                        Ok(None)
+                    }
+                }
+            }
+            .into_actor(self),
+        ))
+    }
+}

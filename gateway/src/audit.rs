@@ -1,0 +1,121 @@
+//! `gateway audit`: the event log as a table or JSON lines, filtered, or its hash chain verified.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _};
+use event_log::{EventKind, EventLog, Query};
+
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    /// The gateway's state directory (`[state] dir`).
+    #[arg(long)]
+    pub state: PathBuf,
+    /// Only events of this listener.
+    #[arg(long)]
+    pub listener: Option<String>,
+    /// Only events of this kind (for example `certificate_installed`).
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only events at or after this time: RFC 3339 (`2026-12-01T00:00:00Z`) or an age (`90m`, `12h`, `7d`).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only the most recent N matching events.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Check the hash chain of the whole log; exits non-zero naming the first bad entry.
+    #[arg(long)]
+    pub verify: bool,
+}
+
+pub fn run(args: &AuditArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let log = EventLog::open_existing(&args.state)
+        .with_context(|| format!("event log in {}", args.state.display()))?;
+    if args.verify {
+        let report = log.verify().context("verification failed")?;
+        writeln!(out, "{report}")?;
+        return Ok(());
+    }
+    let kind = args
+        .kind
+        .as_deref()
+        .map(str::parse::<EventKind>)
+        .transpose()
+        .context("--kind")?;
+    let since_ms = args
+        .since
+        .as_deref()
+        .map(|s| parse_since(s, SystemTime::now()))
+        .transpose()?;
+    let events = log.query(&Query {
+        listener: args.listener.clone(),
+        kind,
+        since_ms,
+        until_ms: None,
+        limit: args.limit,
+    })?;
+    if args.json {
+        for envelope in &events {
+            writeln!(out, "{}", serde_json::to_string(envelope)?)?;
+        }
+    } else {
+        writeln!(out, "{:>6}  {:<24}  {:<16}  {:<22}  DETAILS", "SEQ", "TIME", "LISTENER", "KIND")?;
+        for envelope in &events {
+            writeln!(
+                out,
+                "{:>6}  {:<24}  {:<16}  {:<22}  {}",
+                envelope.seq,
+                event_log::format_ms(envelope.at_ms),
+                envelope.listener,
+                envelope.kind().to_string(),
+                envelope.event
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Unix seconds as RFC 3339, for messages and reports.
+pub fn format_time_s(secs: i64) -> String {
+    event_log::format_secs(secs)
+}
+
+/// `--since`: an RFC 3339 time, or an age before `now` in `s`, `m`, `h` or `d`.
+pub fn parse_since(text: &str, now: SystemTime) -> anyhow::Result<i64> {
+    if let Ok(at) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
+        return Ok((at.unix_timestamp_nanos() / 1_000_000) as i64);
+    }
+    let (digits, unit) = text.split_at(text.len().saturating_sub(1));
+    let seconds_per_unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => bail!("--since `{text}`: expected an RFC 3339 time such as 2026-12-01T00:00:00Z or an age such as 90m, 12h, 7d"),
+    };
+    let amount: i64 = digits
+        .parse()
+        .with_context(|| format!("--since `{text}`: `{digits}` is not a whole number"))?;
+    let now_ms = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    Ok(now_ms - amount.saturating_mul(seconds_per_unit * 1000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn since_accepts_rfc3339_and_ages() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert_eq!(parse_since("1970-01-01T00:00:10Z", now).unwrap(), 10_000);
+        assert_eq!(parse_since("90m", now).unwrap(), (1_000_000 - 5400) * 1000);
+        assert_eq!(parse_since("2d", now).unwrap(), (1_000_000 - 172_800) * 1000);
+        let err = parse_since("yesterday", now).unwrap_err().to_string();
+        assert!(err.contains("--since `yesterday`"), "{err}");
+    }
+}

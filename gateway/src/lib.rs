@@ -1,0 +1,12 @@
+//! The gateway binary's library: configuration, the actors, startup replay, the HTTP(S) servers and
+//! the reverse proxy, and the commands of the `gateway` CLI. `main.rs` only parses arguments and
+//! turns errors into exit codes.
+#![forbid(unsafe_code)]
+
+pub mod actors;
+pub mod audit;
+pub mod check;
+pub mod config;
+pub mod proxy;
+pub mod serve;
+pub mod sources;

@@ -1,0 +1,110 @@
+//! `gateway`: a TLS-terminating application gateway whose certificates come from files or Azure Key
+//! Vault, with every certificate change recorded in an embedded event log.
+//!
+//! This file only parses the command line, sets up logging and turns errors into one-line messages
+//! and exit codes; the work is in the library.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use gateway::audit::{self, AuditArgs};
+use gateway::config::Config;
+
+#[derive(Parser)]
+#[command(name = "gateway", version, about = "TLS-terminating gateway with Key Vault certificates")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the configured listeners.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Check a config file and the certificates it names, without serving.
+    CheckConfig {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Show or verify the certificate event log.
+    Audit(AuditArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Run { config } => run(config),
+        Command::CheckConfig { config } => check_config(config),
+        Command::Audit(args) => audit::run(&args, &mut std::io::stdout().lock()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // `{:#}` joins the cause chain on one line: "listener `web`: /etc/site.pfx: wrong password".
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run(config: PathBuf) -> anyhow::Result<()> {
+    let config = Config::load(&config)?;
+    actix_web::rt::System::new().block_on(async move {
+        let running = gateway::serve::start(config).await?;
+        for listener in &running.listeners {
+            // A stable, parseable line per listener: scripts and tests read the bound port here.
+            println!(
+                "listening listener={} protocol={} addr={}",
+                listener.name, listener.protocol, listener.addr
+            );
+        }
+        println!("ready");
+        let stopper = running.stopper();
+        actix_web::rt::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: finishing open connections");
+            stopper.stop(true).await;
+        });
+        running.wait().await.context("server")
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn check_config(config: PathBuf) -> anyhow::Result<()> {
+    let config = Config::load(&config)?;
+    for line in gateway::check::check(&config)? {
+        println!("{line}");
+    }
+    println!("{}: ok", config.path.display());
+    Ok(())
+}
