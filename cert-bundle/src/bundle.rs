@@ -153,9 +153,13 @@ fn normalise(
             index: i + 1,
             detail,
         };
-        let (rest, x509) = x509_parser::parse_x509_certificate(cert).map_err(|e| malformed(e.to_string()))?;
+        let (rest, x509) =
+            x509_parser::parse_x509_certificate(cert).map_err(|e| malformed(e.to_string()))?;
         if !rest.is_empty() {
-            return Err(malformed(format!("{} bytes after the certificate", rest.len())));
+            return Err(malformed(format!(
+                "{} bytes after the certificate",
+                rest.len()
+            )));
         }
         parsed.push(Parsed {
             subject: x509.subject().as_raw().to_vec(),
@@ -196,8 +200,8 @@ fn normalise(
     used[leaf] = true;
     let mut current = leaf;
     while certs[current].1.issuer != certs[current].1.subject {
-        let Some(next) = (0..certs.len())
-            .find(|&j| !used[j] && certs[j].1.subject == certs[current].1.issuer)
+        let Some(next) =
+            (0..certs.len()).find(|&j| !used[j] && certs[j].1.subject == certs[current].1.issuer)
         else {
             break;
         };
@@ -209,10 +213,7 @@ fn normalise(
 
     let mut slots: Vec<Option<CertificateDer<'static>>> =
         certs.into_iter().map(|(cert, _)| Some(cert)).collect();
-    Ok(order
-        .into_iter()
-        .filter_map(|i| slots[i].take())
-        .collect())
+    Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())
 }
 
 /// SHA-256 over the DER of a leaf certificate: how the gateway names a certificate everywhere

@@ -104,7 +104,13 @@ impl Hash {
         }
     }
 
-    pub(crate) fn pbkdf2(self, password: &[u8], salt: &[u8], iterations: u32, len: usize) -> Vec<u8> {
+    pub(crate) fn pbkdf2(
+        self,
+        password: &[u8],
+        salt: &[u8],
+        iterations: u32,
+        len: usize,
+    ) -> Vec<u8> {
         let mut out = vec![0; len];
         match self {
             Hash::Sha1 => pbkdf2::pbkdf2_hmac::<Sha1>(password, salt, iterations, &mut out),
@@ -133,7 +139,9 @@ fn pkcs12_kdf<D: Digest + BlockSizeUser>(
         if x.is_empty() {
             Vec::new()
         } else {
-            (0..v * x.len().div_ceil(v)).map(|i| x[i % x.len()]).collect()
+            (0..v * x.len().div_ceil(v))
+                .map(|i| x[i % x.len()])
+                .collect()
         }
     };
     let diversifier = vec![id; v];
@@ -178,7 +186,9 @@ pub(crate) enum Cipher {
     /// Two-key triple DES (K1, K2, K1).
     DesEde2,
     /// RC2 with a key of `key_len` bytes and as many effective bits.
-    Rc2 { key_len: usize },
+    Rc2 {
+        key_len: usize,
+    },
 }
 
 impl Cipher {
@@ -201,7 +211,11 @@ impl Cipher {
     /// Decrypts and strips the padding; `None` when the key, IV or padding is wrong, which is how
     /// a wrong password shows when there is no MAC.
     pub(crate) fn decrypt(self, key: &[u8], iv: &[u8], ciphertext: &[u8]) -> Option<Vec<u8>> {
-        fn run<C: KeyIvInit + BlockDecryptMut>(key: &[u8], iv: &[u8], ct: &[u8]) -> Option<Vec<u8>> {
+        fn run<C: KeyIvInit + BlockDecryptMut>(
+            key: &[u8],
+            iv: &[u8],
+            ct: &[u8],
+        ) -> Option<Vec<u8>> {
             C::new_from_slices(key, iv)
                 .ok()?
                 .decrypt_padded_vec_mut::<Pkcs7>(ct)

@@ -48,13 +48,17 @@ pub(crate) fn decode(
     }
 
     if certificates.is_empty() {
-        return Err(BundleError::NoCertificate { origin: Origin::Pem });
+        return Err(BundleError::NoCertificate {
+            origin: Origin::Pem,
+        });
     }
     match keys.len() {
         0 if contains(text, b"-----BEGIN ENCRYPTED PRIVATE KEY-----") => {
             Err(BundleError::EncryptedPemKey)
         }
-        0 => Err(BundleError::NoPrivateKey { origin: Origin::Pem }),
+        0 => Err(BundleError::NoPrivateKey {
+            origin: Origin::Pem,
+        }),
         1 => Ok((certificates, keys.remove(0))),
         count => Err(BundleError::MultiplePrivateKeys {
             origin: Origin::Pem,
@@ -67,7 +71,10 @@ pub(crate) fn decode(
 fn check_sequence(der: &[u8], format: &'static str) -> Result<(), BundleError> {
     let any = AnyRef::from_der(der).map_err(|e| malformed_key(format, e))?;
     if any.tag() != Tag::Sequence {
-        return Err(malformed_key(format, format!("expected SEQUENCE, found {}", any.tag())));
+        return Err(malformed_key(
+            format,
+            format!("expected SEQUENCE, found {}", any.tag()),
+        ));
     }
     Ok(())
 }

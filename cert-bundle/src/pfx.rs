@@ -196,7 +196,8 @@ impl Ctx {
                 ))
             }
         };
-        let [algorithm, digest] = children(digest_info, Tag::Sequence, "MacData digest")?[..] else {
+        let [algorithm, digest] = children(digest_info, Tag::Sequence, "MacData digest")?[..]
+        else {
             return Err(BundleError::malformed_pfx(
                 "MacData digest",
                 "expected an algorithm and a digest",
@@ -238,9 +239,13 @@ impl Ctx {
             ));
         };
         let ciphertext = implicit_octets(ciphertext, &loc)?;
-        self.decrypt(algorithm, &ciphertext, PasswordCheck::Certificates, &loc, |plain| {
-            single(plain, "").is_ok_and(|any| any.tag() == Tag::Sequence)
-        })
+        self.decrypt(
+            algorithm,
+            &ciphertext,
+            PasswordCheck::Certificates,
+            &loc,
+            |plain| single(plain, "").is_ok_and(|any| any.tag() == Tag::Sequence),
+        )
     }
 
     fn safe_contents(&mut self, safe_contents: AnyRef<'_>, loc: &str, depth: u8) -> Result<()> {
@@ -291,7 +296,10 @@ impl Ctx {
                 }
                 oid::SAFE_CONTENTS_BAG => {
                     if depth >= MAX_NESTING {
-                        return Err(BundleError::malformed_pfx(&loc, "SafeContents nested too deeply"));
+                        return Err(BundleError::malformed_pfx(
+                            &loc,
+                            "SafeContents nested too deeply",
+                        ));
                     }
                     self.safe_contents(value, &loc, depth + 1)?;
                 }
@@ -336,8 +344,10 @@ impl Ctx {
                     salt,
                     iterations,
                 } => {
-                    let key = Hash::Sha1.pkcs12_kdf(&secret.bmp, salt, 1, *iterations, cipher.key_len());
-                    let iv = Hash::Sha1.pkcs12_kdf(&secret.bmp, salt, 2, *iterations, cipher.iv_len());
+                    let key =
+                        Hash::Sha1.pkcs12_kdf(&secret.bmp, salt, 1, *iterations, cipher.key_len());
+                    let iv =
+                        Hash::Sha1.pkcs12_kdf(&secret.bmp, salt, 2, *iterations, cipher.iv_len());
                     (key, iv)
                 }
                 Scheme::Pbes2 {
@@ -353,7 +363,10 @@ impl Ctx {
                         continue;
                     }
                     tried.push(secret.utf8.clone());
-                    (prf.pbkdf2(&secret.utf8, salt, *iterations, *key_len), iv.to_vec())
+                    (
+                        prf.pbkdf2(&secret.utf8, salt, *iterations, *key_len),
+                        iv.to_vec(),
+                    )
                 }
             };
             if let Some(plain) = scheme.cipher().decrypt(&key, &iv, ciphertext) {
@@ -405,7 +418,10 @@ impl<'a> Scheme<'a> {
         };
         if let Some(cipher) = pkcs12_cipher {
             let [salt, iterations] = children(params, Tag::Sequence, &loc)?[..] else {
-                return Err(BundleError::malformed_pfx(&loc, "expected a salt and an iteration count"));
+                return Err(BundleError::malformed_pfx(
+                    &loc,
+                    "expected a salt and an iteration count",
+                ));
             };
             let iterations = uint(iterations, &loc)?;
             check_iterations(iterations, &loc)?;
@@ -417,19 +433,29 @@ impl<'a> Scheme<'a> {
         }
 
         let [kdf, encryption] = children(params, Tag::Sequence, &loc)?[..] else {
-            return Err(BundleError::malformed_pfx(&loc, "PBES2 needs a KDF and an encryption scheme"));
+            return Err(BundleError::malformed_pfx(
+                &loc,
+                "PBES2 needs a KDF and an encryption scheme",
+            ));
         };
         let (kdf_id, kdf_params) = algorithm_identifier(kdf, &loc)?;
         if kdf_id != oid::PBKDF2 {
             return Err(unsupported("PBES2 key derivation function", &kdf_id));
         }
-        let kdf_params = kdf_params.ok_or_else(|| BundleError::malformed_pfx(&loc, "no PBKDF2 parameters"))?;
+        let kdf_params =
+            kdf_params.ok_or_else(|| BundleError::malformed_pfx(&loc, "no PBKDF2 parameters"))?;
         let kdf_fields = children(kdf_params, Tag::Sequence, &loc)?;
         let [salt, iterations, optional @ ..] = &kdf_fields[..] else {
-            return Err(BundleError::malformed_pfx(&loc, "PBKDF2 needs a salt and an iteration count"));
+            return Err(BundleError::malformed_pfx(
+                &loc,
+                "PBKDF2 needs a salt and an iteration count",
+            ));
         };
         if salt.tag() != Tag::OctetString {
-            return Err(BundleError::malformed_pfx(&loc, "only an explicit PBKDF2 salt is supported"));
+            return Err(BundleError::malformed_pfx(
+                &loc,
+                "only an explicit PBKDF2 salt is supported",
+            ));
         }
         let salt = octets(*salt, &loc)?;
         let iterations = uint(*iterations, &loc)?;
@@ -450,7 +476,12 @@ impl<'a> Scheme<'a> {
                         other => return Err(unsupported("PBKDF2 PRF", &other)),
                     };
                 }
-                _ => return Err(BundleError::malformed_pfx(&loc, "unexpected PBKDF2 parameter")),
+                _ => {
+                    return Err(BundleError::malformed_pfx(
+                        &loc,
+                        "unexpected PBKDF2 parameter",
+                    ))
+                }
             }
         }
 
@@ -493,7 +524,10 @@ pub(crate) fn decrypt_private_key(der: &[u8], password: Option<&str>) -> Result<
         empty_password: matches!(password, None | Some("")),
         contents: Contents::default(),
     };
-    ctx.shrouded_key(single(der, "EncryptedPrivateKeyInfo")?, "EncryptedPrivateKeyInfo")
+    ctx.shrouded_key(
+        single(der, "EncryptedPrivateKeyInfo")?,
+        "EncryptedPrivateKeyInfo",
+    )
 }
 
 /// A cut-short download or copy is the most common broken PFX; say so plainly.
@@ -558,7 +592,8 @@ fn children<'a>(any: AnyRef<'a>, tag: Tag, loc: &str) -> Result<Vec<AnyRef<'a>>>
             format!("expected {tag}, found {}", any.tag()),
         ));
     }
-    let mut reader = SliceReader::new(any.value()).map_err(|e| BundleError::malformed_pfx(loc, e))?;
+    let mut reader =
+        SliceReader::new(any.value()).map_err(|e| BundleError::malformed_pfx(loc, e))?;
     let mut items = Vec::new();
     while !reader.is_finished() {
         items.push(AnyRef::decode(&mut reader).map_err(|e| BundleError::malformed_pfx(loc, e))?);
@@ -575,7 +610,10 @@ fn explicit<'a>(any: Option<AnyRef<'a>>, loc: &str) -> Result<AnyRef<'a>> {
     let any = any.ok_or_else(|| BundleError::malformed_pfx(loc, "content is missing"))?;
     match children(any, expected, loc)?[..] {
         [inner] => Ok(inner),
-        _ => Err(BundleError::malformed_pfx(loc, "[0] must hold exactly one value")),
+        _ => Err(BundleError::malformed_pfx(
+            loc,
+            "[0] must hold exactly one value",
+        )),
     }
 }
 
@@ -628,7 +666,10 @@ fn content_info<'a>(any: AnyRef<'a>, loc: &str) -> Result<(Oid, Option<AnyRef<'a
     match children(any, Tag::Sequence, loc)?[..] {
         [content_type] => Ok((object_id(content_type, loc)?, None)),
         [content_type, content] => Ok((object_id(content_type, loc)?, Some(content))),
-        _ => Err(BundleError::malformed_pfx(loc, "ContentInfo needs a type and a content")),
+        _ => Err(BundleError::malformed_pfx(
+            loc,
+            "ContentInfo needs a type and a content",
+        )),
     }
 }
 
@@ -637,7 +678,10 @@ fn algorithm_identifier<'a>(any: AnyRef<'a>, loc: &str) -> Result<(Oid, Option<A
     match children(any, Tag::Sequence, loc)?[..] {
         [id] => Ok((object_id(id, loc)?, None)),
         [id, params] => Ok((object_id(id, loc)?, (!params.is_null()).then_some(params))),
-        _ => Err(BundleError::malformed_pfx(loc, "AlgorithmIdentifier needs an OID and parameters")),
+        _ => Err(BundleError::malformed_pfx(
+            loc,
+            "AlgorithmIdentifier needs an OID and parameters",
+        )),
     }
 }
 
@@ -646,7 +690,10 @@ fn local_key_id(attributes: AnyRef<'_>, loc: &str) -> Result<Option<Vec<u8>>> {
     let loc = format!("{loc}, attributes");
     for attribute in children(attributes, Tag::Set, &loc)? {
         let [id, values] = children(attribute, Tag::Sequence, &loc)?[..] else {
-            return Err(BundleError::malformed_pfx(&loc, "an attribute needs a type and values"));
+            return Err(BundleError::malformed_pfx(
+                &loc,
+                "an attribute needs a type and values",
+            ));
         };
         if object_id(id, &loc)? == oid::LOCAL_KEY_ID {
             if let Some(value) = children(values, Tag::Set, &loc)?.first() {
@@ -668,7 +715,9 @@ mod tests {
     use super::*;
 
     fn data(name: &str) -> Vec<u8> {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(name);
         std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 
@@ -685,7 +734,9 @@ mod tests {
             .find(|e| e["ResponseBody"]["contentType"] == "application/x-pkcs12")
             .and_then(|e| e["ResponseBody"]["value"].as_str())
             .unwrap();
-        base64::engine::general_purpose::STANDARD.decode(value).unwrap()
+        base64::engine::general_purpose::STANDARD
+            .decode(value)
+            .unwrap()
     }
 
     fn zero_length() -> Secret {
@@ -725,7 +776,12 @@ mod tests {
     #[test]
     fn pbes2_decrypts_with_every_hmac_prf() {
         let expected = PrivatePkcs8KeyDer::from_pem_slice(&data("leaf-rsa.key.pem")).unwrap();
-        for prf in ["hmacWithSHA1", "hmacWithSHA256", "hmacWithSHA384", "hmacWithSHA512"] {
+        for prf in [
+            "hmacWithSHA1",
+            "hmacWithSHA256",
+            "hmacWithSHA384",
+            "hmacWithSHA512",
+        ] {
             let encrypted = data(&format!("key-pbes2-{prf}.der"));
             let key = decrypt_private_key(&encrypted, Some("test-password"))
                 .unwrap_or_else(|e| panic!("{prf}: {e}"));
@@ -751,6 +807,9 @@ mod tests {
         assert_eq!(contents.keys.len(), 1);
         assert_eq!(contents.keys[0].1.as_deref(), Some(&[1u8, 0, 0, 0][..]));
         assert_eq!(contents.certificates.len(), 1);
-        assert_eq!(contents.certificates[0].1.as_deref(), Some(&[1u8, 0, 0, 0][..]));
+        assert_eq!(
+            contents.certificates[0].1.as_deref(),
+            Some(&[1u8, 0, 0, 0][..])
+        );
     }
 }

@@ -41,7 +41,8 @@ pub(crate) fn decode_envelope(seq: u64, bytes: &[u8]) -> Result<Envelope, EventL
         reason: e.to_string(),
     };
     // Every format starts with its number, so it can be read before knowing the rest.
-    let (format, _): (u16, usize) = bincode::decode_from_slice(bytes, config()).map_err(decode_error)?;
+    let (format, _): (u16, usize) =
+        bincode::decode_from_slice(bytes, config()).map_err(decode_error)?;
     match format {
         1 => {
             let (wire, read): (v1::Envelope, usize) =
@@ -532,7 +533,10 @@ mod tests {
                 ..
             }
         ));
-        assert!(err.to_string().contains("entry 3 uses envelope format 2"), "{err}");
+        assert!(
+            err.to_string().contains("entry 3 uses envelope format 2"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -540,7 +544,10 @@ mod tests {
         let bytes = encode_envelope(&envelope(Event::ListenerReenabled)).expect("encode");
         for len in 0..bytes.len() {
             let err = decode_envelope(5, &bytes[..len]).expect_err("truncated");
-            assert!(err.to_string().starts_with("entry 5 cannot be decoded"), "{err}");
+            assert!(
+                err.to_string().starts_with("entry 5 cannot be decoded"),
+                "{err}"
+            );
         }
         let mut padded = bytes.clone();
         padded.push(0);

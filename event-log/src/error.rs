@@ -138,7 +138,7 @@ pub enum EventLogError {
         path: PathBuf,
         /// What redb reported.
         #[source]
-        source: redb::Error,
+        source: Box<redb::Error>,
     },
 
     /// A stored envelope could not be decoded.
@@ -329,7 +329,10 @@ impl ChainBreak {
 
 /// A string that is not the name of an event kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown event kind {given:?}; expected one of: {}", crate::EventKind::names())]
+#[error(
+    "unknown event kind {given:?}; expected one of: {}",
+    crate::EventKind::names()
+)]
 pub struct UnknownEventKind {
     /// What was given.
     pub given: String,

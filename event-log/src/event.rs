@@ -194,7 +194,9 @@ impl FromStr for EventKind {
         Self::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| UnknownEventKind { given: s.to_owned() })
+            .ok_or_else(|| UnknownEventKind {
+                given: s.to_owned(),
+            })
     }
 }
 
@@ -242,7 +244,9 @@ impl FromStr for Trigger {
         ]
         .into_iter()
         .find(|t| t.as_str() == s)
-        .ok_or_else(|| UnknownTrigger { given: s.to_owned() })
+        .ok_or_else(|| UnknownTrigger {
+            given: s.to_owned(),
+        })
     }
 }
 

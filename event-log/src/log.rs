@@ -90,7 +90,7 @@ impl fmt::Display for VerifyReport {
 fn storage<E: Into<redb::Error>>(path: &Path) -> impl FnOnce(E) -> EventLogError + '_ {
     move |e| EventLogError::Storage {
         path: path.to_owned(),
-        source: e.into(),
+        source: Box::new(e.into()),
     }
 }
 
@@ -109,10 +109,12 @@ impl EventLog {
         builder.recursive(true);
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(dir).map_err(|source| EventLogError::CreateDir {
-            path: dir.to_owned(),
-            source,
-        })?;
+        builder
+            .create(dir)
+            .map_err(|source| EventLogError::CreateDir {
+                path: dir.to_owned(),
+                source,
+            })?;
         Self::open_in(dir, true)
     }
 
@@ -137,6 +139,24 @@ impl EventLog {
             });
         }
         let cipher = seal::load_or_create_key(&key_path, may_create)?;
+        // The history is for the gateway's owner only: create the file private before redb
+        // initializes it (an empty file is a new database to redb).
+        #[cfg(unix)]
+        if may_create {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            match options.open(&path) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(source) => {
+                    return Err(EventLogError::OpenDatabase {
+                        path,
+                        source: redb::DatabaseError::Storage(StorageError::Io(source)),
+                    })
+                }
+            }
+        }
         let db = Database::create(&path).map_err(|e| open_error(&path, e))?;
         let log = EventLog { db, path, cipher };
         log.init_tables()?;
@@ -174,8 +194,7 @@ impl EventLog {
                         .map_err(storage(path))?;
                 }
             }
-            txn.open_table(EVENTS)
-                .map_err(|e| layout_error(path, e))?;
+            txn.open_table(EVENTS).map_err(|e| layout_error(path, e))?;
             txn.open_table(SNAPSHOT)
                 .map_err(|e| layout_error(path, e))?;
         }
@@ -237,8 +256,9 @@ impl EventLog {
             let prev_hash = match meta.get(META_HEAD).map_err(storage(path))? {
                 Some(v) => <[u8; 32]>::try_from(v.value()).map_err(|_| EventLogError::Storage {
                     path: path.clone(),
-                    source: StorageError::Corrupted("the head hash is not 32 bytes".into())
-                        .into(),
+                    source: Box::new(
+                        StorageError::Corrupted("the head hash is not 32 bytes".into()).into(),
+                    ),
                 })?,
                 None => [0; 32],
             };

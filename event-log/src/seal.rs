@@ -28,7 +28,10 @@ const TAG_SEC1: u8 = 2;
 const TAG_PKCS8: u8 = 3;
 
 /// Reads the seal key at `path`, or creates it when `may_create`.
-pub(crate) fn load_or_create_key(path: &Path, may_create: bool) -> Result<Aes256Gcm, EventLogError> {
+pub(crate) fn load_or_create_key(
+    path: &Path,
+    may_create: bool,
+) -> Result<Aes256Gcm, EventLogError> {
     let io_error = |source| EventLogError::SealKeyIo {
         path: path.to_owned(),
         source,
@@ -159,13 +162,13 @@ pub(crate) fn open_key(
         )
         .ok()?;
     let key = match plaintext.split_first() {
-        Some((&TAG_PKCS1, der)) => Some(PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(
-            der.to_vec(),
-        ))),
+        Some((&TAG_PKCS1, der)) => {
+            Some(PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(der.to_vec())))
+        }
         Some((&TAG_SEC1, der)) => Some(PrivateKeyDer::Sec1(PrivateSec1KeyDer::from(der.to_vec()))),
-        Some((&TAG_PKCS8, der)) => Some(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
-            der.to_vec(),
-        ))),
+        Some((&TAG_PKCS8, der)) => {
+            Some(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(der.to_vec())))
+        }
         _ => None,
     };
     wipe(&mut plaintext);

@@ -174,7 +174,10 @@ mod tests {
                 message: "timeout".into(),
             },
         ]);
-        assert_eq!(web(&state).installed.as_ref().map(|i| i.thumbprint), Some(T1));
+        assert_eq!(
+            web(&state).installed.as_ref().map(|i| i.thumbprint),
+            Some(T1)
+        );
         assert_eq!(
             web(&state).last_failure,
             Some((3000, FailureClass::Transient, "timeout".into()))

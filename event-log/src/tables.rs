@@ -17,8 +17,7 @@ pub(crate) const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::
 
 /// Per-listener state after the last event (listener name → encoded `ListenerState`), updated in
 /// the same transaction as each append so that startup reads O(listeners), not the whole log.
-pub(crate) const SNAPSHOT: TableDefinition<'static, &str, &[u8]> =
-    TableDefinition::new("snapshot");
+pub(crate) const SNAPSHOT: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("snapshot");
 
 /// `META` key of the schema version: a little-endian `u64`.
 pub(crate) const META_SCHEMA: &str = "schema_version";

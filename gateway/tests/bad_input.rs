@@ -64,9 +64,9 @@ fn a_missing_certificate_file_is_named() {
 #[test]
 fn a_wrong_pfx_password_is_reported_without_the_password() {
     let dir = tempfile::tempdir().unwrap();
-    let pfx = cert_bundle_data("localhost-openssl3.pfx");
+    let pfx = cert_bundle_data("openssl3-default.pfx");
     let config = config_with(dir.path(), &format!(r#"{{ pfx_file = "{}", password_env = "PFX_PW" }}"#, pfx.display()));
-    refused(&config, &[("PFX_PW", "hunter2-wrong")], &["localhost-openssl3.pfx", "password"]);
+    refused(&config, &[("PFX_PW", "hunter2-wrong")], &["openssl3-default.pfx", "password"]);
     let (_, _, stderr) = gateway_cli(&["check-config", "--config", config.to_str().unwrap()], &[("PFX_PW", "hunter2-wrong")]);
     assert!(!stderr.contains("hunter2"), "the password is never printed: {stderr}");
 }
@@ -74,7 +74,7 @@ fn a_wrong_pfx_password_is_reported_without_the_password() {
 #[test]
 fn an_unset_password_variable_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let pfx = cert_bundle_data("localhost-openssl3.pfx");
+    let pfx = cert_bundle_data("openssl3-default.pfx");
     let config = config_with(dir.path(), &format!(r#"{{ pfx_file = "{}", password_env = "NOT_SET_ANYWHERE" }}"#, pfx.display()));
     refused(&config, &[], &["NOT_SET_ANYWHERE", "not set"]);
 }
@@ -82,7 +82,7 @@ fn an_unset_password_variable_is_named() {
 #[test]
 fn a_truncated_pfx_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let bytes = std::fs::read(cert_bundle_data("localhost-openssl3.pfx")).unwrap();
+    let bytes = std::fs::read(cert_bundle_data("openssl3-default.pfx")).unwrap();
     std::fs::write(dir.path().join("cut.pfx"), &bytes[..bytes.len() / 2]).unwrap();
     let config = config_with(dir.path(), r#"{ pfx_file = "cut.pfx", password_env = "PFX_PW" }"#);
     refused(&config, &[("PFX_PW", "test-password")], &["cut.pfx", "PKCS#12"]);
@@ -123,7 +123,7 @@ fn a_corrupted_event_log_is_named_and_left_alone() {
 fn no_key_pfx_or_password_bytes_reach_logs_or_audit_output() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let pfx_path = cert_bundle_data("localhost-openssl3.pfx");
+    let pfx_path = cert_bundle_data("openssl3-default.pfx");
     let pfx = std::fs::read(&pfx_path).unwrap();
     let password = "test-password";
     let bundle = cert_bundle::CertificateBundle::from_pfx(&pfx, Some(password)).unwrap();
@@ -136,7 +136,7 @@ fn no_key_pfx_or_password_bytes_reach_logs_or_audit_output() {
     );
 
     let gateway = Gateway::start(&config, &[("SITE_PFX_PASSWORD", password), ("RUST_LOG", "trace")]);
-    let ca = std::fs::read_to_string(cert_bundle_data("ca.pem")).unwrap();
+    let ca = std::fs::read_to_string(cert_bundle_data("root-ca.pem")).unwrap();
     assert_eq!(https_get(gateway.addr("web"), "localhost", &ca, "/").status(), 200);
     let mut output = gateway.kill();
     let state_arg = state.to_str().unwrap();

@@ -67,7 +67,7 @@ fn large_bodies_stream_both_ways_unchanged() {
 
 #[test]
 fn pfx_files_from_openssl_3_defaults_and_legacy_mode_both_serve() {
-    for (file, encoding) in [("localhost-openssl3.pfx", "PBES2/AES"), ("localhost-legacy.pfx", "RC2/3DES")] {
+    for (file, encoding) in [("openssl3-default.pfx", "PBES2/AES"), ("legacy.pfx", "RC2/3DES")] {
         let dir = tempfile::tempdir().unwrap();
         let pfx = cert_bundle_data(file);
         let backend = EchoBackend::start();
@@ -78,7 +78,7 @@ fn pfx_files_from_openssl_3_defaults_and_legacy_mode_both_serve() {
         );
         let gateway = Gateway::start(&config, &[("SITE_PFX_PASSWORD", "test-password")]);
 
-        let ca = std::fs::read_to_string(cert_bundle_data("ca.pem")).unwrap();
+        let ca = std::fs::read_to_string(cert_bundle_data("root-ca.pem")).unwrap();
         let expected = cert_bundle::CertificateBundle::from_pfx(&std::fs::read(&pfx).unwrap(), Some("test-password"))
             .unwrap()
             .thumbprint();

@@ -159,7 +159,9 @@ mod tests {
         check_syntax("*.example.com", None);
         check_syntax("localhost", None);
         check_syntax("", Some("empty"));
-        check_syntax("*.", Some("empty"));
+        check_syntax("*", Some("left-most"));
+        check_syntax("*.", Some("left-most"));
+        check_syntax("*..", Some("empty"));
         check_syntax("a..com", Some("empty label"));
         check_syntax("w*.example.com", Some("left-most"));
         check_syntax("www.*.com", Some("left-most"));

@@ -16,7 +16,7 @@ DAYS=36500
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-rm -f ./*.pem ./*.pfx ./*.der
+rm -f ./*.pem ./*.pfx ./*.der ./*.txt
 
 # --- the PKI -----------------------------------------------------------------------------------
 cat >"$work/ca.ext" <<'EXT'
@@ -94,11 +94,24 @@ openssl pkcs12 -export -in leaf-ec.pem -inkey "$work/leaf-ec.sec1.pem" -certfile
 # Certificates only, no key: what a non-exportable Key Vault certificate would give.
 openssl pkcs12 -export -nokeys -in leaf-rsa.pem -certfile "$work/chain.pem" -out no-key.pfx -passout pass:$PASS
 
+# The intermediate CA's own key, with the leaf and root as extra certificates: only the
+# localKeyID says which certificate the key belongs to (the issuer heuristic would pick the leaf).
+cat leaf-rsa.pem root-ca.pem >"$work/others.pem"
+openssl pkcs12 -export -in intermediate-ca.pem -inkey "$work/int.key" -certfile "$work/others.pem" \
+    -out ca-key-with-issued-leaf.pfx -passout pass:$PASS
+
 # --- PBES2 PRFs, exercised on bare EncryptedPrivateKeyInfo -------------------------------------
 for prf in hmacWithSHA1 hmacWithSHA256 hmacWithSHA384 hmacWithSHA512; do
     openssl pkcs8 -topk8 -in leaf-rsa.key.pem -outform DER -v2 aes-256-cbc -v2prf $prf \
         -passout pass:$PASS -out "key-pbes2-$prf.der"
 done
+
+# A password-protected PKCS#8 key in PEM, which PEM bundles do not accept.
+openssl pkcs8 -topk8 -in leaf-rsa.key.pem -v2 aes-256-cbc -passout pass:$PASS -out leaf-rsa.key.encrypted.pem
+
+# What OpenSSL itself says the thumbprints are ("sha256 Fingerprint=AB:CD:...").
+openssl x509 -in leaf-rsa.pem -noout -fingerprint -sha256 >leaf-rsa.sha256.txt
+openssl x509 -in leaf-ec.pem -noout -fingerprint -sha256 >leaf-ec.sha256.txt
 
 rm -f ./*.srl
 echo "regenerated test PKI in $(pwd)"
