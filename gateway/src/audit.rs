@@ -1,11 +1,11 @@
 //! `gateway audit`: the event log as a table or JSON lines, filtered, or its hash chain verified.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _};
-use event_log::{EventKind, EventLog, Query};
+use event_log::{EventKind, EventLog, EventLogError, Query};
 
 #[derive(Debug, clap::Args)]
 pub struct AuditArgs {
@@ -33,8 +33,7 @@ pub struct AuditArgs {
 }
 
 pub fn run(args: &AuditArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let log = EventLog::open_existing(&args.state)
-        .with_context(|| format!("event log in {}", args.state.display()))?;
+    let (log, _copy) = open_for_reading(&args.state)?;
     if args.verify {
         let report = log.verify().context("verification failed")?;
         writeln!(out, "{report}")?;
@@ -63,7 +62,11 @@ pub fn run(args: &AuditArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             writeln!(out, "{}", serde_json::to_string(envelope)?)?;
         }
     } else {
-        writeln!(out, "{:>6}  {:<24}  {:<16}  {:<22}  DETAILS", "SEQ", "TIME", "LISTENER", "KIND")?;
+        writeln!(
+            out,
+            "{:>6}  {:<24}  {:<16}  {:<22}  DETAILS",
+            "SEQ", "TIME", "LISTENER", "KIND"
+        )?;
         for envelope in &events {
             writeln!(
                 out,
@@ -79,6 +82,51 @@ pub fn run(args: &AuditArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Opens the log in `state`. A running gateway holds the database's lock, so in that case the log is
+/// read from a private copy taken while no commit was in progress (two identical reads in a row);
+/// the copy lives as long as the returned `TempDir`.
+fn open_for_reading(state: &Path) -> anyhow::Result<(EventLog, Option<tempfile::TempDir>)> {
+    let context = || format!("event log in {}", state.display());
+    match EventLog::open_existing(state) {
+        Err(EventLogError::Locked { .. }) => {}
+        other => return Ok((other.with_context(context)?, None)),
+    }
+    let copy = tempfile::Builder::new()
+        .prefix("gateway-audit-")
+        .tempdir()
+        .context("temporary copy of the event log")?;
+    let key = std::fs::read(state.join(event_log::SEAL_KEY_FILE)).with_context(context)?;
+    write_private(&copy.path().join(event_log::SEAL_KEY_FILE), &key)?;
+    let database = state.join(event_log::DATABASE_FILE);
+    for _ in 0..20 {
+        let first = std::fs::read(&database).with_context(context)?;
+        let second = std::fs::read(&database).with_context(context)?;
+        if first == second {
+            write_private(&copy.path().join(event_log::DATABASE_FILE), &first)?;
+            tracing::info!("the gateway is running; reading a consistent copy of its event log");
+            let log = EventLog::open_existing(copy.path()).with_context(context)?;
+            return Ok((log, Some(copy)));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    bail!(
+        "{}: the event log kept changing while it was read; try again",
+        context()
+    )
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(bytes)?;
+    Ok(())
+}
+
 /// Unix seconds as RFC 3339, for messages and reports.
 pub fn format_time_s(secs: i64) -> String {
     event_log::format_secs(secs)
@@ -86,7 +134,9 @@ pub fn format_time_s(secs: i64) -> String {
 
 /// `--since`: an RFC 3339 time, or an age before `now` in `s`, `m`, `h` or `d`.
 pub fn parse_since(text: &str, now: SystemTime) -> anyhow::Result<i64> {
-    if let Ok(at) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
+    if let Ok(at) =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+    {
         return Ok((at.unix_timestamp_nanos() / 1_000_000) as i64);
     }
     let (digits, unit) = text.split_at(text.len().saturating_sub(1));
@@ -100,7 +150,9 @@ pub fn parse_since(text: &str, now: SystemTime) -> anyhow::Result<i64> {
     let amount: i64 = digits
         .parse()
         .with_context(|| format!("--since `{text}`: `{digits}` is not a whole number"))?;
-    let now_ms = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let now_ms = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     Ok(now_ms - amount.saturating_mul(seconds_per_unit * 1000))
 }
 
@@ -114,7 +166,10 @@ mod tests {
         let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
         assert_eq!(parse_since("1970-01-01T00:00:10Z", now).unwrap(), 10_000);
         assert_eq!(parse_since("90m", now).unwrap(), (1_000_000 - 5400) * 1000);
-        assert_eq!(parse_since("2d", now).unwrap(), (1_000_000 - 172_800) * 1000);
+        assert_eq!(
+            parse_since("2d", now).unwrap(),
+            (1_000_000 - 172_800) * 1000
+        );
         let err = parse_since("yesterday", now).unwrap_err().to_string();
         assert!(err.contains("--since `yesterday`"), "{err}");
     }

@@ -14,11 +14,15 @@ pub fn check(config: &Config) -> anyhow::Result<Vec<String>> {
     for listener in &config.listeners {
         match (&listener.certificate, listener.protocol) {
             (Some(source), Protocol::Https) => {
-                let bundle = sources::load(source).with_context(|| format!("listener `{}`", listener.name))?;
-                let validated = match listener::validate(&bundle, &listener.hostnames, SystemTime::now()) {
-                    Ok(v) => v,
-                    Err(rejection) => bail!("listener `{}`: {source}: {rejection}", listener.name),
-                };
+                let bundle = sources::load(source)
+                    .with_context(|| format!("listener `{}`", listener.name))?;
+                let validated =
+                    match listener::validate(&bundle, &listener.hostnames, SystemTime::now()) {
+                        Ok(v) => v,
+                        Err(rejection) => {
+                            bail!("listener `{}`: {source}: {rejection}", listener.name)
+                        }
+                    };
                 report.push(format!(
                     "listener `{}`: https on {}, certificate {} ({}), expires {}",
                     listener.name,
@@ -33,7 +37,9 @@ pub fn check(config: &Config) -> anyhow::Result<Vec<String>> {
                     Some(target) => format!("redirects to `{target}`"),
                     None => format!(
                         "proxies to backend_pool `{}`",
-                        config.pool_for(&listener.name).map_or("?", |p| p.name.as_str())
+                        config
+                            .pool_for(&listener.name)
+                            .map_or("?", |p| p.name.as_str())
                     ),
                 };
                 report.push(format!(

@@ -143,7 +143,12 @@ impl Config {
         let mut config: Config = toml::from_str(text).map_err(|err| {
             // toml's own Display spans several lines with a source excerpt; keep its first
             // sentence so that the error stays on one line.
-            let message = err.message().lines().next().unwrap_or("invalid TOML").to_owned();
+            let message = err
+                .message()
+                .lines()
+                .next()
+                .unwrap_or("invalid TOML")
+                .to_owned();
             ConfigError::Syntax {
                 path: path.to_owned(),
                 line: line_of_span(text, err.span()).unwrap_or(1),
@@ -191,8 +196,9 @@ impl Config {
                 return Err(format!("listener `{}` is defined twice", listener.name));
             }
             for hostname in &listener.hostnames {
-                check_hostname(hostname)
-                    .map_err(|why| format!("listener `{}`: hostname `{hostname}` {why}", listener.name))?;
+                check_hostname(hostname).map_err(|why| {
+                    format!("listener `{}`: hostname `{hostname}` {why}", listener.name)
+                })?;
             }
             match (listener.protocol, &listener.certificate) {
                 (Protocol::Https, None) => {
@@ -210,8 +216,11 @@ impl Config {
                 _ => {}
             }
         }
-        let listener_by_name: BTreeMap<&str, &ListenerConfig> =
-            self.listeners.iter().map(|l| (l.name.as_str(), l)).collect();
+        let listener_by_name: BTreeMap<&str, &ListenerConfig> = self
+            .listeners
+            .iter()
+            .map(|l| (l.name.as_str(), l))
+            .collect();
 
         // Listeners sharing an address must all be https with distinct hostnames (multi-site),
         // since an http listener cannot tell sites apart before it has read a request.
@@ -247,7 +256,8 @@ impl Config {
                     }
                 }
                 for hostname in &listener.hostnames {
-                    if let Some(other) = seen.insert(hostname.to_ascii_lowercase(), &listener.name) {
+                    if let Some(other) = seen.insert(hostname.to_ascii_lowercase(), &listener.name)
+                    {
                         return Err(format!(
                             "hostname `{hostname}` is claimed by both listener `{other}` and listener `{}` on {bind}",
                             listener.name
@@ -266,8 +276,9 @@ impl Config {
                 return Err(format!("backend_pool `{}` has no addresses", pool.name));
             }
             for address in &pool.addresses {
-                crate::proxy::BackendAddress::parse(address)
-                    .map_err(|why| format!("backend_pool `{}`: address `{address}` {why}", pool.name))?;
+                crate::proxy::BackendAddress::parse(address).map_err(|why| {
+                    format!("backend_pool `{}`: address `{address}` {why}", pool.name)
+                })?;
             }
         }
 
@@ -371,7 +382,9 @@ fn check_hostname(hostname: &str) -> Result<(), &'static str> {
     for label in name.split('.') {
         let valid = !label.is_empty()
             && label.len() <= 63
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             && !label.starts_with('-')
             && !label.ends_with('-');
         if !valid {
@@ -412,7 +425,10 @@ backend_pool = "app"
             .expect_err("config should be refused")
             .to_string();
         assert!(!err.contains('\n'), "error must be one line: {err}");
-        assert!(err.contains(expected), "error `{err}` should contain `{expected}`");
+        assert!(
+            err.contains(expected),
+            "error `{err}` should contain `{expected}`"
+        );
     }
 
     #[test]
@@ -430,7 +446,10 @@ backend_pool = "app"
 
     #[test]
     fn an_unknown_key_is_named_with_its_line() {
-        let text = BASE.replace("protocol = \"https\"", "protocol = \"https\"\nprotocl = \"x\"");
+        let text = BASE.replace(
+            "protocol = \"https\"",
+            "protocol = \"https\"\nprotocl = \"x\"",
+        );
         check_err(&text, "gateway.toml:9: unknown field `protocl`");
     }
 
@@ -484,7 +503,10 @@ backend_pool = "app"
         let text = format!(
             "{BASE}\n[[listener]]\nname = \"plain\"\nbind = \"127.0.0.1:8080\"\nprotocol = \"http\"\n"
         );
-        check_err(&text, "listener `plain` has no [[rule]] and no `redirect_to`");
+        check_err(
+            &text,
+            "listener `plain` has no [[rule]] and no `redirect_to`",
+        );
     }
 
     #[test]
@@ -492,6 +514,9 @@ backend_pool = "app"
         let text = format!(
             "{BASE}\n[[listener]]\nname = \"other\"\nbind = \"127.0.0.1:8443\"\nprotocol = \"https\"\nhostnames = [\"LOCALHOST\"]\ncertificate = {{ pem_file = \"b.pem\" }}\n[[rule]]\nname = \"r2\"\nlistener = \"other\"\nbackend_pool = \"app\"\n"
         );
-        check_err(&text, "hostname `LOCALHOST` is claimed by both listener `web` and listener `other`");
+        check_err(
+            &text,
+            "hostname `LOCALHOST` is claimed by both listener `web` and listener `other`",
+        );
     }
 }

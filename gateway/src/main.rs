@@ -14,7 +14,11 @@ use gateway::audit::{self, AuditArgs};
 use gateway::config::Config;
 
 #[derive(Parser)]
-#[command(name = "gateway", version, about = "TLS-terminating gateway with Key Vault certificates")]
+#[command(
+    name = "gateway",
+    version,
+    about = "TLS-terminating gateway with Key Vault certificates"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -38,9 +38,14 @@ pub struct BackendAddress {
 
 impl BackendAddress {
     pub fn parse(text: &str) -> Result<BackendAddress, &'static str> {
-        let authority = text.strip_prefix("http://").unwrap_or(text).trim_end_matches('/');
+        let authority = text
+            .strip_prefix("http://")
+            .unwrap_or(text)
+            .trim_end_matches('/');
         if authority.contains("://") {
-            return Err("must be host:port or http://host:port (TLS to backends is not supported yet)");
+            return Err(
+                "must be host:port or http://host:port (TLS to backends is not supported yet)",
+            );
         }
         if authority.contains('/') {
             return Err("must not have a path");
@@ -98,7 +103,9 @@ impl BackendPool {
 pub enum Route {
     Proxy(Arc<BackendPool>),
     /// Redirect to the https listener at this port, keeping host, path and query.
-    RedirectToHttps { port: u16 },
+    RedirectToHttps {
+        port: u16,
+    },
 }
 
 /// Everything the request handler of one listener needs.
@@ -138,9 +145,10 @@ impl Sites {
         let wildcard = || {
             let (_, parent) = host.split_once('.')?;
             self.sites.iter().find(|s| {
-                s.hostnames
-                    .iter()
-                    .any(|h| h.strip_prefix("*.").is_some_and(|p| p.eq_ignore_ascii_case(parent)))
+                s.hostnames.iter().any(|h| {
+                    h.strip_prefix("*.")
+                        .is_some_and(|p| p.eq_ignore_ascii_case(parent))
+                })
             })
         };
         exact.or_else(wildcard).or_else(catch_all)
@@ -207,12 +215,12 @@ fn redirect_to_https(req: &HttpRequest, port: u16) -> HttpResponse {
     } else {
         format!("{host}:{port}")
     };
-    let path_and_query = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str());
+    let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     HttpResponse::PermanentRedirect()
-        .insert_header((header::LOCATION, format!("https://{authority}{path_and_query}")))
+        .insert_header((
+            header::LOCATION,
+            format!("https://{authority}{path_and_query}"),
+        ))
         .finish()
 }
 
@@ -231,9 +239,7 @@ async fn forward(
     for member in pool.members_for_request() {
         let url = format!("http://{member}{path_and_query}");
         let mut request = client.request(req.method().clone(), url);
-        if let Some(h) = request.headers_mut() {
-            *h = headers.clone();
-        }
+        *request.headers_mut() = headers.clone();
         let sent = match body {
             RequestBody::None => request.send().await,
             RequestBody::Sized(len) => match payload.take() {
@@ -249,14 +255,20 @@ async fn forward(
             Ok(response) => return relay(req.method(), response),
             Err(awc::error::SendRequestError::Timeout) => {
                 warn!(listener = %site.listener, pool = %pool.name, backend = %member, "backend timed out");
-                return short(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout: the backend did not answer in time\n");
+                return short(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "504 Gateway Timeout: the backend did not answer in time\n",
+                );
             }
             Err(err) => {
                 warn!(listener = %site.listener, pool = %pool.name, backend = %member, error = %err, "backend unreachable");
             }
         }
     }
-    short(StatusCode::BAD_GATEWAY, "502 Bad Gateway: no backend answered\n")
+    short(
+        StatusCode::BAD_GATEWAY,
+        "502 Bad Gateway: no backend answered\n",
+    )
 }
 
 #[derive(Clone, Copy)]
@@ -274,7 +286,11 @@ impl RequestBody {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
         {
-            return if len == 0 { RequestBody::None } else { RequestBody::Sized(len) };
+            return if len == 0 {
+                RequestBody::None
+            } else {
+                RequestBody::Sized(len)
+            };
         }
         if req.headers().contains_key(header::TRANSFER_ENCODING) {
             RequestBody::Chunked
@@ -293,7 +309,11 @@ fn forwarded_headers(req: &HttpRequest, protocol: Protocol) -> HeaderMap {
 
     let peer = req.peer_addr().map(|a| a.ip().to_string());
     if let Some(peer) = peer {
-        let value = match req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        let value = match req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
             Some(existing) => format!("{existing}, {peer}"),
             None => peer,
         };
@@ -339,7 +359,9 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 fn relay<S>(method: &Method, response: awc::ClientResponse<S>) -> HttpResponse
 where
-    S: futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>> + 'static,
+    S: futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>>
+        + Unpin
+        + 'static,
 {
     let mut builder = HttpResponse::build(response.status());
     let mut headers = response.headers().clone();
@@ -353,7 +375,10 @@ where
         builder.append_header((name.clone(), value.clone()));
     }
     let status = response.status();
-    if *method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+    if *method == Method::HEAD
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
         if let Some(length) = length {
             builder.no_chunking(length);
         }
@@ -377,8 +402,14 @@ mod tests {
 
     #[test]
     fn backend_addresses_are_host_and_port() {
-        assert_eq!(BackendAddress::parse("127.0.0.1:8080").unwrap().to_string(), "127.0.0.1:8080");
-        assert_eq!(BackendAddress::parse("http://app:80/").unwrap().to_string(), "app:80");
+        assert_eq!(
+            BackendAddress::parse("127.0.0.1:8080").unwrap().to_string(),
+            "127.0.0.1:8080"
+        );
+        assert_eq!(
+            BackendAddress::parse("http://app:80/").unwrap().to_string(),
+            "app:80"
+        );
         assert!(BackendAddress::parse("https://app:443").is_err());
         assert!(BackendAddress::parse("app:80/path").is_err());
         assert!(BackendAddress::parse(":80").is_err());
@@ -414,7 +445,10 @@ mod tests {
             ("te", "trailers"),
             ("accept", "*/*"),
         ] {
-            headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+            headers.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
         }
         strip_hop_by_hop(&mut headers);
         let left: Vec<_> = headers.keys().map(|k| k.as_str().to_owned()).collect();

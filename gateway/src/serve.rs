@@ -79,7 +79,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .map(|l| {
             (
                 l.name.clone(),
-                Arc::new(ListenerCertificate::new(l.name.clone(), l.hostnames.clone())),
+                Arc::new(ListenerCertificate::new(
+                    l.name.clone(),
+                    l.hostnames.clone(),
+                )),
             )
         })
         .collect();
@@ -92,7 +95,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     .start();
 
     let state = log_actor.send(ReadState).await??;
-    for listener in config.listeners.iter().filter(|l| l.protocol == Protocol::Https) {
+    for listener in config
+        .listeners
+        .iter()
+        .filter(|l| l.protocol == Protocol::Https)
+    {
         let configured = state
             .listeners
             .get(&listener.name)
@@ -192,7 +199,8 @@ async fn bind_all(
 
     let mut pools: BTreeMap<String, Arc<BackendPool>> = BTreeMap::new();
     for pool in &config.backend_pools {
-        let built = BackendPool::new(pool).map_err(|why| anyhow::anyhow!("backend_pool `{}`: {why}", pool.name))?;
+        let built = BackendPool::new(pool)
+            .map_err(|why| anyhow::anyhow!("backend_pool `{}`: {why}", pool.name))?;
         pools.insert(pool.name.clone(), Arc::new(built));
     }
 
@@ -216,7 +224,10 @@ async fn bind_all(
                         .find(|b| &b.name == target)
                         .map(|b| b.addr.port())
                         .with_context(|| {
-                            format!("listener `{}`: redirect target `{target}` is not bound", listener.name)
+                            format!(
+                                "listener `{}`: redirect target `{target}` is not bound",
+                                listener.name
+                            )
                         })?;
                     Route::RedirectToHttps { port }
                 }
@@ -235,7 +246,11 @@ async fn bind_all(
             });
         }
         let sites = web::Data::new(Sites::new(sites));
-        let names = group.iter().map(|l| format!("`{}`", l.name)).collect::<Vec<_>>().join(", ");
+        let names = group
+            .iter()
+            .map(|l| format!("`{}`", l.name))
+            .collect::<Vec<_>>()
+            .join(", ");
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(sites.clone())
@@ -247,9 +262,10 @@ async fn bind_all(
         let server = match protocol {
             Protocol::Http => server.bind(bind),
             Protocol::Https => {
-                let resolver = SniResolver::new(group.iter().map(|l| slots[&l.name].clone()).collect())
+                let resolver = SniResolver::new(group.iter().map(|l| slots[&l.name].clone()))
                     .with_context(|| format!("listeners {names}"))?;
-                let tls = listener::server_config(Arc::new(resolver));
+                let tls = listener::server_config(Arc::new(resolver))
+                    .with_context(|| format!("listeners {names}: TLS configuration"))?;
                 server.bind_rustls_0_23(bind, tls)
             }
         }

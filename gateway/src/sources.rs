@@ -42,10 +42,14 @@ pub fn load(source: &CertificateSource) -> Result<CertificateBundle, SourceError
             password_env,
         } => {
             let password = match password_env {
-                Some(var) => Some(std::env::var(var).map_err(|_| SourceError::MissingPassword {
-                    path: pfx_file.display().to_string(),
-                    var: var.clone(),
-                })?),
+                Some(var) => {
+                    Some(
+                        std::env::var(var).map_err(|_| SourceError::MissingPassword {
+                            path: pfx_file.display().to_string(),
+                            var: var.clone(),
+                        })?,
+                    )
+                }
                 None => None,
             };
             let bytes = read(pfx_file)?;

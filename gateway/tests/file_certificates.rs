@@ -8,7 +8,9 @@ use std::path::Path;
 use common::*;
 
 fn cert_bundle_data(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../cert-bundle/tests/data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../cert-bundle/tests/data")
+        .join(name)
 }
 
 #[test]
@@ -28,17 +30,36 @@ fn serves_the_pem_certificate_and_proxies_with_forwarded_headers() {
     );
     let exchange = https_exchange(addr, "localhost", &pki.ca_pem, request.as_bytes()).unwrap();
 
-    assert_eq!(exchange.leaf, leaf.thumbprint, "the served certificate is the configured one");
+    assert_eq!(
+        exchange.leaf, leaf.thumbprint,
+        "the served certificate is the configured one"
+    );
     assert_eq!(exchange.status(), 200, "{}", exchange.text());
     let body = exchange.body();
     assert!(body.starts_with("POST /echo/path?q=1 HTTP/1.1\n"), "{body}");
-    assert!(body.contains("x-forwarded-for: 203.0.113.7, 127.0.0.1\n"), "{body}");
+    assert!(
+        body.contains("x-forwarded-for: 203.0.113.7, 127.0.0.1\n"),
+        "{body}"
+    );
     assert!(body.contains("x-forwarded-proto: https\n"), "{body}");
-    assert!(body.contains(&format!("x-forwarded-host: localhost:{}\n", addr.port())), "{body}");
-    assert!(!body.contains("x-hop"), "headers named in Connection are hop-by-hop: {body}");
+    assert!(
+        body.contains(&format!("x-forwarded-host: localhost:{}\n", addr.port())),
+        "{body}"
+    );
+    assert!(
+        !body.contains("x-hop"),
+        "headers named in Connection are hop-by-hop: {body}"
+    );
     assert!(!body.contains("keep-alive"), "{body}");
-    assert!(body.ends_with("\n\nhello world"), "the request body reaches the backend: {body}");
-    assert_eq!(exchange.header("x-backend"), Some(backend.addr.to_string()), "backend headers come back");
+    assert!(
+        body.ends_with("\n\nhello world"),
+        "the request body reaches the backend: {body}"
+    );
+    assert_eq!(
+        exchange.header("x-backend"),
+        Some(backend.addr.to_string()),
+        "backend headers come back"
+    );
 }
 
 #[test]
@@ -67,21 +88,30 @@ fn large_bodies_stream_both_ways_unchanged() {
 
 #[test]
 fn pfx_files_from_openssl_3_defaults_and_legacy_mode_both_serve() {
-    for (file, encoding) in [("openssl3-default.pfx", "PBES2/AES"), ("legacy.pfx", "RC2/3DES")] {
+    for (file, encoding) in [
+        ("openssl3-default.pfx", "PBES2/AES"),
+        ("legacy.pfx", "RC2/3DES"),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let pfx = cert_bundle_data(file);
         let backend = EchoBackend::start();
         let config = write_config(
             dir.path(),
-            &format!(r#"{{ pfx_file = "{}", password_env = "SITE_PFX_PASSWORD" }}"#, pfx.display()),
+            &format!(
+                r#"{{ pfx_file = "{}", password_env = "SITE_PFX_PASSWORD" }}"#,
+                pfx.display()
+            ),
             backend.addr,
         );
         let gateway = Gateway::start(&config, &[("SITE_PFX_PASSWORD", "test-password")]);
 
         let ca = std::fs::read_to_string(cert_bundle_data("root-ca.pem")).unwrap();
-        let expected = cert_bundle::CertificateBundle::from_pfx(&std::fs::read(&pfx).unwrap(), Some("test-password"))
-            .unwrap()
-            .thumbprint();
+        let expected = cert_bundle::CertificateBundle::from_pfx(
+            &std::fs::read(&pfx).unwrap(),
+            Some("test-password"),
+        )
+        .unwrap()
+        .thumbprint();
         let exchange = https_get(gateway.addr("web"), "localhost", &ca, "/");
         assert_eq!(exchange.leaf, expected, "{encoding} PFX is served");
         assert_eq!(exchange.status(), 200, "{encoding}: {}", exchange.text());
@@ -95,9 +125,21 @@ fn a_rejected_certificate_leaves_the_previous_one_serving_and_is_recorded() {
     let good = pki.leaf(&["localhost"]);
     let other_key = pki.leaf(&["localhost"]);
     let cases = [
-        ("wrong key", format!("{}{}", good.cert_pem, other_key.key_pem), "does not match"),
-        ("expired", pki.expired_leaf(&["localhost"]).bundle_pem(&pki), "2021-01-01"),
-        ("hostname not covered", pki.leaf(&["other.example"]).bundle_pem(&pki), "localhost"),
+        (
+            "wrong key",
+            format!("{}{}", good.cert_pem, other_key.key_pem),
+            "does not match",
+        ),
+        (
+            "expired",
+            pki.expired_leaf(&["localhost"]).bundle_pem(&pki),
+            "2021-01-01",
+        ),
+        (
+            "hostname not covered",
+            pki.leaf(&["other.example"]).bundle_pem(&pki),
+            "localhost",
+        ),
     ];
     for (case, bad_pem, expected_reason) in cases {
         let dir = tempfile::tempdir().unwrap();
@@ -114,10 +156,16 @@ fn a_rejected_certificate_leaves_the_previous_one_serving_and_is_recorded() {
             good.thumbprint,
             "{case}: the last good certificate keeps serving"
         );
-        let rejected = audit_json(&dir.path().join("state"), &["--kind", "certificate_rejected"]);
+        let rejected = audit_json(
+            &dir.path().join("state"),
+            &["--kind", "certificate_rejected"],
+        );
         assert_eq!(rejected.len(), 1, "{case}: one rejection recorded");
         let reason = rejected[0]["reason"].as_str().unwrap();
-        assert!(reason.contains(expected_reason), "{case}: reason `{reason}` should mention `{expected_reason}`");
+        assert!(
+            reason.contains(expected_reason),
+            "{case}: reason `{reason}` should mention `{expected_reason}`"
+        );
         assert_eq!(rejected[0]["trigger"], "config");
     }
 }
@@ -135,24 +183,40 @@ fn a_restart_rebuilds_from_the_log_and_follows_file_changes() {
 
     // First start: configured and installed.
     let gateway = Gateway::start(&config, &[]);
-    assert_eq!(served_leaf(gateway.addr("web"), "localhost", &pki.ca_pem), first.thumbprint);
-    gateway.kill();
-    assert_eq!(kinds(&audit_json(&state, &[])), ["listener_configured", "certificate_installed"]);
-
-    // Unchanged file: restored from the log, not installed again.
-    let gateway = Gateway::start(&config, &[]);
-    assert_eq!(served_leaf(gateway.addr("web"), "localhost", &pki.ca_pem), first.thumbprint);
+    assert_eq!(
+        served_leaf(gateway.addr("web"), "localhost", &pki.ca_pem),
+        first.thumbprint
+    );
     gateway.kill();
     assert_eq!(
         kinds(&audit_json(&state, &[])),
-        ["listener_configured", "certificate_installed", "certificate_restored"]
+        ["listener_configured", "certificate_installed"]
+    );
+
+    // Unchanged file: restored from the log, not installed again.
+    let gateway = Gateway::start(&config, &[]);
+    assert_eq!(
+        served_leaf(gateway.addr("web"), "localhost", &pki.ca_pem),
+        first.thumbprint
+    );
+    gateway.kill();
+    assert_eq!(
+        kinds(&audit_json(&state, &[])),
+        [
+            "listener_configured",
+            "certificate_installed",
+            "certificate_restored"
+        ]
     );
 
     // Changed file: installed with trigger "config", replacing the restored one.
     let second = pki.leaf(&["localhost"]);
     std::fs::write(&site, second.bundle_pem(&pki)).unwrap();
     let gateway = Gateway::start(&config, &[]);
-    assert_eq!(served_leaf(gateway.addr("web"), "localhost", &pki.ca_pem), second.thumbprint);
+    assert_eq!(
+        served_leaf(gateway.addr("web"), "localhost", &pki.ca_pem),
+        second.thumbprint
+    );
     gateway.kill();
     let installs = audit_json(&state, &["--kind", "certificate_installed"]);
     assert_eq!(installs.len(), 2);
@@ -163,14 +227,23 @@ fn a_restart_rebuilds_from_the_log_and_follows_file_changes() {
     // Missing file: the last good certificate keeps serving, loudly, and the failure is recorded.
     std::fs::remove_file(&site).unwrap();
     let gateway = Gateway::start(&config, &[]);
-    assert_eq!(served_leaf(gateway.addr("web"), "localhost", &pki.ca_pem), second.thumbprint);
+    assert_eq!(
+        served_leaf(gateway.addr("web"), "localhost", &pki.ca_pem),
+        second.thumbprint
+    );
     let stderr = gateway.kill();
     assert!(stderr.contains("ERROR"), "a loud warning: {stderr}");
-    assert!(stderr.contains("site.pem"), "the warning names the file: {stderr}");
+    assert!(
+        stderr.contains("site.pem"),
+        "the warning names the file: {stderr}"
+    );
     let failures = audit_json(&state, &["--kind", "fetch_failed"]);
     assert_eq!(failures.len(), 1);
     assert_eq!(failures[0]["class"], "configuration");
-    assert!(failures[0]["message"].as_str().unwrap().contains("site.pem"));
+    assert!(failures[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("site.pem"));
 }
 
 #[test]
@@ -178,7 +251,11 @@ fn audit_verify_names_an_entry_edited_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let pki = Pki::new();
-    std::fs::write(dir.path().join("site.pem"), pki.leaf(&["localhost"]).bundle_pem(&pki)).unwrap();
+    std::fs::write(
+        dir.path().join("site.pem"),
+        pki.leaf(&["localhost"]).bundle_pem(&pki),
+    )
+    .unwrap();
     let backend = EchoBackend::start();
     let config = write_config(dir.path(), r#"{ pem_file = "site.pem" }"#, backend.addr);
     Gateway::start(&config, &[]).kill();
@@ -187,17 +264,24 @@ fn audit_verify_names_an_entry_edited_on_disk() {
     let state_arg = state.to_str().unwrap();
     let (ok, stdout, stderr) = gateway_cli(&["audit", "--state", state_arg, "--verify"], &[]);
     assert!(ok, "a clean log verifies: {stderr}");
-    assert!(stdout.contains('3'), "the report counts the entries: {stdout}");
+    assert!(
+        stdout.contains('3'),
+        "the report counts the entries: {stdout}"
+    );
 
     // Edit entry 2 (the install) in place: same length, still decodable, different listener name.
     {
-        const EVENTS: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("events");
+        use redb::ReadableTable;
+        const EVENTS: redb::TableDefinition<'_, u64, &[u8]> = redb::TableDefinition::new("events");
         let db = redb::Database::open(state.join("events.redb")).unwrap();
         let txn = db.begin_write().unwrap();
         {
             let mut table = txn.open_table(EVENTS).unwrap();
             let mut bytes = table.get(2).unwrap().unwrap().value().to_vec();
-            let at = bytes.windows(3).position(|w| w == b"web").expect("listener name in entry");
+            let at = bytes
+                .windows(3)
+                .position(|w| w == b"web")
+                .expect("listener name in entry");
             bytes[at..at + 3].copy_from_slice(b"wab");
             table.insert(2, bytes.as_slice()).unwrap();
         }
@@ -206,7 +290,10 @@ fn audit_verify_names_an_entry_edited_on_disk() {
 
     let (ok, _, stderr) = gateway_cli(&["audit", "--state", state_arg, "--verify"], &[]);
     assert!(!ok, "an edited log fails verification");
-    assert!(stderr.contains("entry 2"), "the edited entry is named: {stderr}");
+    assert!(
+        stderr.contains("entry 2"),
+        "the edited entry is named: {stderr}"
+    );
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
 }
 
@@ -214,32 +301,60 @@ fn audit_verify_names_an_entry_edited_on_disk() {
 fn no_backend_answering_gives_a_short_502() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new();
-    std::fs::write(dir.path().join("site.pem"), pki.leaf(&["localhost"]).bundle_pem(&pki)).unwrap();
+    std::fs::write(
+        dir.path().join("site.pem"),
+        pki.leaf(&["localhost"]).bundle_pem(&pki),
+    )
+    .unwrap();
     // A port that was just free: nothing listens there.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let config = write_config(dir.path(), r#"{ pem_file = "site.pem" }"#, dead);
     let gateway = Gateway::start(&config, &[]);
     let exchange = https_get(gateway.addr("web"), "localhost", &pki.ca_pem, "/");
     assert_eq!(exchange.status(), 502);
-    assert!(exchange.body().len() < 100, "short body: {}", exchange.body());
+    assert!(
+        exchange.body().len() < 100,
+        "short body: {}",
+        exchange.body()
+    );
 }
 
 #[test]
 fn round_robin_spreads_requests_over_the_pool() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new();
-    std::fs::write(dir.path().join("site.pem"), pki.leaf(&["localhost"]).bundle_pem(&pki)).unwrap();
+    std::fs::write(
+        dir.path().join("site.pem"),
+        pki.leaf(&["localhost"]).bundle_pem(&pki),
+    )
+    .unwrap();
     let (a, b) = (EchoBackend::start(), EchoBackend::start());
     let config = write_config(dir.path(), r#"{ pem_file = "site.pem" }"#, a.addr);
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace(&format!("[\"{}\"]", a.addr), &format!("[\"{}\", \"{}\"]", a.addr, b.addr));
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("[\"{}\"]", a.addr),
+        &format!("[\"{}\", \"{}\"]", a.addr, b.addr),
+    );
     std::fs::write(&config, text).unwrap();
     let gateway = Gateway::start(&config, &[]);
     let answered_by: Vec<String> = (0..4)
-        .map(|_| https_get(gateway.addr("web"), "localhost", &pki.ca_pem, "/").header("x-backend").unwrap())
+        .map(|_| {
+            https_get(gateway.addr("web"), "localhost", &pki.ca_pem, "/")
+                .header("x-backend")
+                .unwrap()
+        })
         .collect();
     let (a, b) = (a.addr.to_string(), b.addr.to_string());
-    let expected = if answered_by[0] == a { [&a, &b, &a, &b] } else { [&b, &a, &b, &a] };
-    assert_eq!(answered_by.iter().collect::<Vec<_>>(), expected, "requests alternate between the members");
+    let expected = if answered_by[0] == a {
+        [&a, &b, &a, &b]
+    } else {
+        [&b, &a, &b, &a]
+    };
+    assert_eq!(
+        answered_by.iter().collect::<Vec<_>>(),
+        expected,
+        "requests alternate between the members"
+    );
 }

@@ -58,14 +58,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(ROTATE_EVERY).await;
-            let result = ca
-                .issue()
-                .map_err(|e| e.to_string())
-                .and_then(|bundle| {
-                    rotating
-                        .validate_and_install(&bundle, SystemTime::now())
-                        .map_err(|e| e.to_string())
-                });
+            let result = ca.issue().map_err(|e| e.to_string()).and_then(|bundle| {
+                rotating
+                    .validate_and_install(&bundle, SystemTime::now())
+                    .map_err(|e| e.to_string())
+            });
             match result {
                 Ok(_) => report(&rotating),
                 Err(e) => eprintln!("kept the current certificate: {e}"),

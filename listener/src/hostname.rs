@@ -79,7 +79,9 @@ pub(crate) fn syntax_error(hostname: &str) -> Option<&'static str> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            return Some("it may only hold letters, digits, '-' and '_' (use the A-label of an IDN)");
+            return Some(
+                "it may only hold letters, digits, '-' and '_' (use the A-label of an IDN)",
+            );
         }
     }
     None

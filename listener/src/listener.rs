@@ -33,7 +33,10 @@ impl ListenerCertificate {
     ///
     /// Hostnames are compared without regard to ASCII case or a trailing dot; `*.example.com`
     /// claims every name one label below `example.com`.
-    pub fn new<S: AsRef<str>>(name: impl Into<String>, hostnames: impl IntoIterator<Item = S>) -> Self {
+    pub fn new<S: AsRef<str>>(
+        name: impl Into<String>,
+        hostnames: impl IntoIterator<Item = S>,
+    ) -> Self {
         let mut normalized: Vec<String> = Vec::new();
         for hostname in hostnames {
             let hostname = normalize(hostname.as_ref());
@@ -73,9 +76,18 @@ impl ListenerCertificate {
     /// The certificate should have been validated against [`hostnames`](Self::hostnames);
     /// [`validate_and_install`](Self::validate_and_install) does both.
     pub fn install(&self, certificate: ValidatedCertificate) -> Option<Thumbprint> {
-        self.current
+        let thumbprint = certificate.thumbprint();
+        let previous = self
+            .current
             .swap(Some(Arc::new(certificate)))
-            .map(|previous| previous.thumbprint())
+            .map(|previous| previous.thumbprint());
+        tracing::debug!(
+            listener = %self.name,
+            %thumbprint,
+            previous = ?previous,
+            "certificate installed"
+        );
+        previous
     }
 
     /// Validates `bundle` against this listener's hostnames at `now` and, if it passes, installs
@@ -92,7 +104,9 @@ impl ListenerCertificate {
     /// Stops serving: handshakes for this listener fail from now on. Returns the thumbprint of
     /// the certificate removed.
     pub fn clear(&self) -> Option<Thumbprint> {
-        self.current.swap(None).map(|previous| previous.thumbprint())
+        self.current
+            .swap(None)
+            .map(|previous| previous.thumbprint())
     }
 
     /// The hot path: the key for one handshake, without allocating.

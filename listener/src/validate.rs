@@ -101,8 +101,14 @@ impl fmt::Debug for ValidatedCertificate {
             .field("subject", &self.subject)
             .field("issuer", &self.issuer)
             .field("dns_names", &self.dns_names)
-            .field("not_before", &format_args!("{}", unix_rfc3339(self.not_before)))
-            .field("not_after", &format_args!("{}", unix_rfc3339(self.not_after)))
+            .field(
+                "not_before",
+                &format_args!("{}", unix_rfc3339(self.not_before)),
+            )
+            .field(
+                "not_after",
+                &format_args!("{}", unix_rfc3339(self.not_after)),
+            )
             .field("key", &format_args!("{}", self.key))
             .field("chain_len", &self.chain_len())
             .finish_non_exhaustive()
@@ -239,17 +245,19 @@ pub fn validate(
     let parsed = chain
         .iter()
         .enumerate()
-        .map(|(index, der)| match X509Certificate::from_der(der.as_ref()) {
-            Ok(([], cert)) => Ok(cert),
-            Ok((rest, _)) => Err(Rejection::Unparsable {
-                index,
-                reason: format!("{} unexpected bytes after the certificate", rest.len()),
-            }),
-            Err(e) => Err(Rejection::Unparsable {
-                index,
-                reason: e.to_string(),
-            }),
-        })
+        .map(
+            |(index, der)| match X509Certificate::from_der(der.as_ref()) {
+                Ok(([], cert)) => Ok(cert),
+                Ok((rest, _)) => Err(Rejection::Unparsable {
+                    index,
+                    reason: format!("{} unexpected bytes after the certificate", rest.len()),
+                }),
+                Err(e) => Err(Rejection::Unparsable {
+                    index,
+                    reason: e.to_string(),
+                }),
+            },
+        )
         .collect::<Result<Vec<_>, _>>()?;
     let leaf = &parsed[0];
     let subject = leaf.subject().to_string();

@@ -9,10 +9,7 @@ use listener::{ListenerCertificate, SniResolver};
 use rustls::{HandshakeKind, ProtocolVersion};
 
 /// One listener for `hostnames` with a certificate for them from `ca`, served on its own address.
-async fn one_site(
-    ca: &Ca,
-    hostnames: &[&str],
-) -> (Arc<ListenerCertificate>, std::net::SocketAddr) {
+async fn one_site(ca: &Ca, hostnames: &[&str]) -> (Arc<ListenerCertificate>, std::net::SocketAddr) {
     let site = Arc::new(ListenerCertificate::new("site", hostnames.iter()));
     site.install(validated(&ca.site(hostnames)));
     let resolver = SniResolver::new([Arc::clone(&site)]).unwrap();
@@ -130,12 +127,19 @@ async fn alpn_negotiates_h2_and_falls_back_to_http11() {
 
 /// Several listeners on one address, each with a certificate for its own hostnames (the
 /// catch-all's certificate is for `default.test`).
-async fn multi_site(ca: &Ca, listeners: &[(&str, &[&str])]) -> (Vec<Arc<ListenerCertificate>>, std::net::SocketAddr) {
+async fn multi_site(
+    ca: &Ca,
+    listeners: &[(&str, &[&str])],
+) -> (Vec<Arc<ListenerCertificate>>, std::net::SocketAddr) {
     let listeners: Vec<_> = listeners
         .iter()
         .map(|(name, hostnames)| {
             let listener = Arc::new(ListenerCertificate::new(*name, hostnames.iter()));
-            let names = if hostnames.is_empty() { &["default.test"][..] } else { hostnames };
+            let names = if hostnames.is_empty() {
+                &["default.test"][..]
+            } else {
+                hostnames
+            };
             listener.install(validated(&ca.site(names)));
             listener
         })
@@ -149,7 +153,10 @@ async fn sni_chooses_between_the_listeners_of_one_address() {
     let ca = Ca::root("Test Root");
     let (listeners, addr) = multi_site(
         &ca,
-        &[("contoso", &["www.contoso.com"]), ("fabrikam", &["www.fabrikam.com"])],
+        &[
+            ("contoso", &["www.contoso.com"]),
+            ("fabrikam", &["www.fabrikam.com"]),
+        ],
     )
     .await;
     let client = Client::trusting(&ca);
@@ -166,7 +173,10 @@ async fn an_exact_hostname_wins_over_a_wildcard() {
     let ca = Ca::root("Test Root");
     let (listeners, addr) = multi_site(
         &ca,
-        &[("wildcard", &["*.contoso.com"]), ("www", &["www.contoso.com"])],
+        &[
+            ("wildcard", &["*.contoso.com"]),
+            ("www", &["www.contoso.com"]),
+        ],
     )
     .await;
     let client = Client::trusting(&ca);
@@ -181,11 +191,8 @@ async fn an_exact_hostname_wins_over_a_wildcard() {
 #[tokio::test]
 async fn unknown_names_and_clients_without_sni_get_the_catch_all() {
     let ca = Ca::root("Test Root");
-    let (listeners, addr) = multi_site(
-        &ca,
-        &[("contoso", &["www.contoso.com"]), ("default", &[])],
-    )
-    .await;
+    let (listeners, addr) =
+        multi_site(&ca, &[("contoso", &["www.contoso.com"]), ("default", &[])]).await;
     let client = Client::trusting(&ca);
 
     let unknown = client.connect(addr, "default.test").await.unwrap();
@@ -205,7 +212,10 @@ async fn without_catch_all_an_unknown_name_fails_the_handshake() {
     let ca = Ca::root("Test Root");
     let (_listeners, addr) = multi_site(
         &ca,
-        &[("contoso", &["www.contoso.com"]), ("fabrikam", &["www.fabrikam.com"])],
+        &[
+            ("contoso", &["www.contoso.com"]),
+            ("fabrikam", &["www.fabrikam.com"]),
+        ],
     )
     .await;
 
@@ -229,7 +239,10 @@ async fn a_listener_without_a_certificate_fails_the_handshake() {
     assert!(error.to_string().contains("alert"), "{error}");
 
     site.install(validated(&ca.site(&["www.contoso.com"])));
-    client.connect(addr, "www.contoso.com").await.expect("now it serves");
+    client
+        .connect(addr, "www.contoso.com")
+        .await
+        .expect("now it serves");
 
     site.clear();
     assert!(client.connect(addr, "www.contoso.com").await.is_err());

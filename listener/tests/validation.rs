@@ -112,9 +112,17 @@ fn a_key_ring_cannot_sign_with_is_rejected() {
         "{rejection}"
     );
 
-    let garbage = rustls::pki_types::PrivateKeyDer::Pkcs8(vec![0x30, 0x03, 0x02, 0x01, 0x00].into());
-    let rejection = rejected(validate(&with_key(&[&leaf], garbage), &[], SystemTime::now()));
-    assert!(matches!(rejection, Rejection::UnusableKey { .. }), "{rejection:?}");
+    let garbage =
+        rustls::pki_types::PrivateKeyDer::Pkcs8(vec![0x30, 0x03, 0x02, 0x01, 0x00].into());
+    let rejection = rejected(validate(
+        &with_key(&[&leaf], garbage),
+        &[],
+        SystemTime::now(),
+    ));
+    assert!(
+        matches!(rejection, Rejection::UnusableKey { .. }),
+        "{rejection:?}"
+    );
 }
 
 #[test]
@@ -196,8 +204,14 @@ fn self_signed(algorithm: &'static rcgen::SignatureAlgorithm) -> cert_bundle::Ce
 
 #[test]
 fn keys_are_rsa_2048_or_more_or_ecdsa_p256_or_p384() {
-    check_key(&self_signed(&rcgen::PKCS_ECDSA_P256_SHA256), Ok("ECDSA P-256"));
-    check_key(&self_signed(&rcgen::PKCS_ECDSA_P384_SHA384), Ok("ECDSA P-384"));
+    check_key(
+        &self_signed(&rcgen::PKCS_ECDSA_P256_SHA256),
+        Ok("ECDSA P-256"),
+    );
+    check_key(
+        &self_signed(&rcgen::PKCS_ECDSA_P384_SHA384),
+        Ok("ECDSA P-384"),
+    );
     check_key(&data("rsa2048"), Ok("RSA 2048"));
 
     check_key(&data("rsa1024"), Err("RSA 1024-bit"));
@@ -237,9 +251,9 @@ fn a_certificate_not_yet_valid_is_rejected_with_its_start_date() {
 
     assert!(matches!(rejection, Rejection::NotYetValid { .. }));
     assert!(
-        rejection
-            .to_string()
-            .starts_with("the leaf certificate is not valid before 2100-01-01T00:00:00Z (checked at "),
+        rejection.to_string().starts_with(
+            "the leaf certificate is not valid before 2100-01-01T00:00:00Z (checked at "
+        ),
         "{rejection}"
     );
 }
@@ -274,7 +288,11 @@ fn the_validity_period_includes_both_ends() {
 fn check_hostnames(sans: &[&str], configured: &[&str], expected: Result<(), &str>) {
     let key = KeyPair::generate().unwrap();
     let cert = params(sans).self_signed(&key).unwrap();
-    let result = validate(&bundle(&[&cert], &key), &hostnames(configured), SystemTime::now());
+    let result = validate(
+        &bundle(&[&cert], &key),
+        &hostnames(configured),
+        SystemTime::now(),
+    );
     match (result, expected) {
         (Ok(_), Ok(())) => {}
         (Err(rejection), Err(hostname)) => assert_eq!(
@@ -284,7 +302,9 @@ fn check_hostnames(sans: &[&str], configured: &[&str], expected: Result<(), &str
                 sans.join(", ")
             ),
         ),
-        (got, expected) => panic!("SANs {sans:?}, hostnames {configured:?}: expected {expected:?}, got {got:?}"),
+        (got, expected) => {
+            panic!("SANs {sans:?}, hostnames {configured:?}: expected {expected:?}, got {got:?}")
+        }
     }
 }
 
@@ -292,19 +312,43 @@ fn check_hostnames(sans: &[&str], configured: &[&str], expected: Result<(), &str
 fn the_leaf_must_cover_every_configured_hostname() {
     check_hostnames(&["www.contoso.com"], &["www.contoso.com"], Ok(()));
     check_hostnames(&["www.contoso.com"], &["WWW.CONTOSO.COM"], Ok(()));
-    check_hostnames(&["www.contoso.com", "api.contoso.com"], &["api.contoso.com", "www.contoso.com"], Ok(()));
-    check_hostnames(&["www.contoso.com"], &["www.contoso.com", "api.contoso.com"], Err("api.contoso.com"));
+    check_hostnames(
+        &["www.contoso.com", "api.contoso.com"],
+        &["api.contoso.com", "www.contoso.com"],
+        Ok(()),
+    );
+    check_hostnames(
+        &["www.contoso.com"],
+        &["www.contoso.com", "api.contoso.com"],
+        Err("api.contoso.com"),
+    );
     check_hostnames(&["www.contoso.com"], &["contoso.com"], Err("contoso.com"));
 
     // A wildcard covers one label, never the bare parent domain.
-    check_hostnames(&["*.contoso.com"], &["www.contoso.com", "api.contoso.com"], Ok(()));
+    check_hostnames(
+        &["*.contoso.com"],
+        &["www.contoso.com", "api.contoso.com"],
+        Ok(()),
+    );
     check_hostnames(&["*.contoso.com"], &["contoso.com"], Err("contoso.com"));
-    check_hostnames(&["*.contoso.com"], &["a.b.contoso.com"], Err("a.b.contoso.com"));
-    check_hostnames(&["*.contoso.com", "contoso.com"], &["contoso.com", "www.contoso.com"], Ok(()));
+    check_hostnames(
+        &["*.contoso.com"],
+        &["a.b.contoso.com"],
+        Err("a.b.contoso.com"),
+    );
+    check_hostnames(
+        &["*.contoso.com", "contoso.com"],
+        &["contoso.com", "www.contoso.com"],
+        Ok(()),
+    );
 
     // A wildcard hostname needs the same wildcard in the certificate.
     check_hostnames(&["*.contoso.com"], &["*.contoso.com"], Ok(()));
-    check_hostnames(&["www.contoso.com"], &["*.contoso.com"], Err("*.contoso.com"));
+    check_hostnames(
+        &["www.contoso.com"],
+        &["*.contoso.com"],
+        Err("*.contoso.com"),
+    );
 }
 
 #[test]
@@ -343,7 +387,10 @@ fn a_listener_validates_against_its_own_hostnames_and_keeps_its_certificate_on_r
     let second = ca.site(&["www.contoso.com"]);
     let wrong = ca.site(&["www.fabrikam.com"]);
 
-    assert_eq!(listener.validate_and_install(&first, SystemTime::now()), Ok(None));
+    assert_eq!(
+        listener.validate_and_install(&first, SystemTime::now()),
+        Ok(None)
+    );
     assert_eq!(
         listener.validate_and_install(&second, SystemTime::now()),
         Ok(Some(first.thumbprint()))

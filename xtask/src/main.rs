@@ -99,9 +99,15 @@ backend_pool = "demo-backend"
             println!("The demo gateway is serving https://localhost:{port}/ (backend on http://{backend_addr}).");
             println!("Try:");
             println!();
-            println!("    curl --cacert {} https://localhost:{port}/hello", ca_file.display());
+            println!(
+                "    curl --cacert {} https://localhost:{port}/hello",
+                ca_file.display()
+            );
             println!();
-            println!("Audit log:  cargo run -q -p gateway -- audit --state {}", demo.join("state").display());
+            println!(
+                "Audit log:  cargo run -q -p gateway -- audit --state {}",
+                demo.join("state").display()
+            );
             println!("Press Ctrl-C to stop.");
             break;
         }
@@ -127,7 +133,9 @@ fn development_certificate() -> anyhow::Result<(String, String)> {
 
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(vec!["localhost".to_owned()])?;
-    params.distinguished_name.push(DnType::CommonName, "localhost");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
     let leaf = params.signed_by(&key, &ca, &ca_key)?;
     Ok((
         ca.pem(),
@@ -171,9 +179,15 @@ fn answer_connection(stream: TcpStream) -> std::io::Result<()> {
         }
         let mut body = vec![0; content_length];
         reader.read_exact(&mut body)?;
-        let mut reply = format!("Hello from the demo backend.\n\n{}", request_line.trim_end());
-        for header in headers.iter().filter(|h| h.to_ascii_lowercase().starts_with("x-")) {
-            reply.push_str("\n");
+        let mut reply = format!(
+            "Hello from the demo backend.\n\n{}",
+            request_line.trim_end()
+        );
+        for header in headers
+            .iter()
+            .filter(|h| h.to_ascii_lowercase().starts_with("x-"))
+        {
+            reply.push('\n');
             reply.push_str(header);
         }
         reply.push('\n');
@@ -205,7 +219,11 @@ mod tidy {
                 let Ok(text) = std::fs::read_to_string(&path) else {
                     continue;
                 };
-                assert!(text.starts_with("//!"), "{} must start with a //! crate doc", path.display());
+                assert!(
+                    text.starts_with("//!"),
+                    "{} must start with a //! crate doc",
+                    path.display()
+                );
                 assert!(
                     text.contains("#![forbid(unsafe_code)]"),
                     "{} must have #![forbid(unsafe_code)]",
@@ -214,6 +232,9 @@ mod tidy {
                 checked += 1;
             }
         }
-        assert!(checked >= 9, "expected every crate to be checked, found {checked}");
+        assert!(
+            checked >= 9,
+            "expected every crate to be checked, found {checked}"
+        );
     }
 }

@@ -66,10 +66,10 @@ impl Handler<Install> for ListenersActor {
             async move {
                 let slot = slot?;
                 let thumbprint = msg.bundle.thumbprint();
-                let previous = slot.current().map(|c| c.thumbprint());
-                if previous == Some(thumbprint) {
-                    return Ok(InstallOutcome::Unchanged { thumbprint });
-                }
+                let current = slot.current();
+                let previous = current.as_ref().map(|c| c.thumbprint());
+                // The gate runs even for the certificate already served: the same leaf with a
+                // wrong key or a broken chain is a bad source, and must be reported as such.
                 match listener::validate(&msg.bundle, slot.hostnames(), SystemTime::now()) {
                     Err(rejection) => {
                         let reason = rejection.to_string();
@@ -86,6 +86,14 @@ impl Handler<Install> for ListenersActor {
                             })
                             .await??;
                         Ok(InstallOutcome::Rejected { thumbprint, reason })
+                    }
+                    Ok(validated)
+                        if current.as_ref().is_some_and(|c| {
+                            c.thumbprint() == thumbprint
+                                && c.certified_key().cert == validated.certified_key().cert
+                        }) =>
+                    {
+                        Ok(InstallOutcome::Unchanged { thumbprint })
                     }
                     Ok(validated) => {
                         record_install

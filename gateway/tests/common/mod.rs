@@ -1,6 +1,6 @@
 //! Test support: a throw-away PKI, an echoing backend, the gateway binary as a child process, and a
 //! real rustls client.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_in_result)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use cert_bundle::Thumbprint;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use rustls_pki_types::pem::PemObject;
 
 /// A test CA and a way to issue leaf certificates from it.
 pub struct Pki {
@@ -39,7 +40,9 @@ impl Pki {
         let ca_key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, "gateway test CA");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "gateway test CA");
         let ca_cert = params.self_signed(&ca_key).unwrap();
         Pki {
             ca_pem: ca_cert.pem(),
@@ -57,7 +60,8 @@ impl Pki {
     pub fn leaf_with(&self, names: &[&str], adjust: impl FnOnce(&mut CertificateParams)) -> Leaf {
         let key = KeyPair::generate().unwrap();
         let mut params =
-            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
         params.distinguished_name.push(DnType::CommonName, names[0]);
         adjust(&mut params);
         let cert = params.signed_by(&key, &self.ca_cert, &self.ca_key).unwrap();
@@ -176,7 +180,8 @@ impl Gateway {
     /// Starts `gateway run --config CONFIG` and waits for `ready`. Panics with the gateway's
     /// stderr if it exits first.
     pub fn start(config: &Path, envs: &[(&str, &str)]) -> Gateway {
-        Self::try_start(config, envs).unwrap_or_else(|stderr| panic!("gateway did not start:\n{stderr}"))
+        Self::try_start(config, envs)
+            .unwrap_or_else(|stderr| panic!("gateway did not start:\n{stderr}"))
     }
 
     /// Like `start`, but returns the gateway's stderr when it exits before `ready`.
@@ -304,13 +309,17 @@ impl Exchange {
         let head = text.split("\r\n\r\n").next()?.to_owned();
         head.lines().skip(1).find_map(|line| {
             let (n, v) = line.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
         })
     }
 
     pub fn body(&self) -> String {
         let text = self.text();
-        text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+        text.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default()
     }
 }
 
@@ -379,7 +388,8 @@ pub fn served_leaf(addr: SocketAddr, server_name: &str, ca_pem: &str) -> Thumbpr
     let name = rustls_pki_types::ServerName::try_from(server_name.to_owned()).unwrap();
     let mut conn = rustls::ClientConnection::new(config, name).unwrap();
     let mut sock = TcpStream::connect(addr).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     while conn.is_handshaking() {
         conn.complete_io(&mut sock).unwrap();
     }

@@ -75,13 +75,15 @@ fn ca_params(name: &str) -> CertificateParams {
 
 /// A bundle of these certificates (leaf first) and `key`.
 pub fn bundle(chain: &[&Certificate], key: &KeyPair) -> CertificateBundle {
-    with_key(chain, PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())))
+    with_key(
+        chain,
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+    )
 }
 
 /// A bundle of these certificates and any private key, matching or not.
 pub fn with_key(chain: &[&Certificate], key: PrivateKeyDer<'static>) -> CertificateBundle {
-    CertificateBundle::new(chain.iter().map(|c| c.der().clone()).collect(), key)
-        .expect("bundle")
+    CertificateBundle::new(chain.iter().map(|c| c.der().clone()).collect(), key).expect("bundle")
 }
 
 /// A bundle checked in under `tests/data` (see `tests/data/regenerate.sh`).
@@ -147,13 +149,12 @@ impl Client {
     fn build(ca: &Ca, versions: &[&'static rustls::SupportedProtocolVersion]) -> Self {
         let mut roots = RootCertStore::empty();
         roots.add(ca.cert.der().clone()).expect("root");
-        let config = ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_protocol_versions(versions)
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let config =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_protocol_versions(versions)
+                .expect("versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
         Self {
             config: Arc::new(config),
         }
@@ -194,7 +195,12 @@ pub struct Connection {
 impl Connection {
     /// The thumbprint of the certificate the server presented.
     pub fn thumbprint(&self) -> Thumbprint {
-        let certs = self.tls.get_ref().1.peer_certificates().expect("peer certificates");
+        let certs = self
+            .tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .expect("peer certificates");
         Thumbprint::of(&certs[0])
     }
 
