@@ -232,11 +232,9 @@ impl Config {
             if group.len() < 2 {
                 continue;
             }
+            // Port 0 asks the OS for a free port per listener: nothing is shared.
             if bind.port() == 0 {
-                return Err(format!(
-                    "listeners {} share bind {bind}: port 0 picks a different port for each, so give them a fixed port",
-                    quoted_names(group)
-                ));
+                continue;
             }
             if group.iter().any(|l| l.protocol == Protocol::Http) {
                 return Err(format!(

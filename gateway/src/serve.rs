@@ -32,7 +32,8 @@ pub struct BoundListener {
 /// The running gateway: its bound addresses and the servers to wait on.
 pub struct Running {
     pub listeners: Vec<BoundListener>,
-    servers: Vec<actix_web::dev::Server>,
+    /// A server only starts accepting once polled, so each runs as its own task from the start.
+    servers: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
     handles: Vec<actix_web::dev::ServerHandle>,
 }
 
@@ -45,7 +46,7 @@ impl Running {
     /// Waits until every server has stopped (on SIGINT/SIGTERM, after draining connections).
     pub async fn wait(self) -> std::io::Result<()> {
         for server in self.servers {
-            server.await?;
+            server.await.map_err(std::io::Error::other)??;
         }
         Ok(())
     }
@@ -208,7 +209,12 @@ async fn bind_all(
     // (multi-site), chosen per request by Host.
     let mut groups: Vec<(SocketAddr, Vec<&ListenerConfig>)> = Vec::new();
     for listener in ordered {
-        match groups.iter_mut().find(|(bind, _)| *bind == listener.bind) {
+        // Port 0 means "any free port", a separate socket per listener.
+        let shared = listener.bind.port() != 0;
+        match groups
+            .iter_mut()
+            .find(|(bind, _)| shared && *bind == listener.bind)
+        {
             Some((_, group)) => group.push(listener),
             None => groups.push((listener.bind, vec![listener])),
         }
@@ -282,7 +288,7 @@ async fn bind_all(
         }
         let server = server.run();
         handles.push(server.handle());
-        servers.push(server);
+        servers.push(actix_web::rt::spawn(server));
     }
     if bound.is_empty() {
         warn!("no listeners are configured");

@@ -358,3 +358,119 @@ fn round_robin_spreads_requests_over_the_pool() {
         "requests alternate between the members"
     );
 }
+
+#[test]
+fn an_http_listener_redirects_to_its_https_listener_keeping_path_and_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    std::fs::write(
+        dir.path().join("site.pem"),
+        pki.leaf(&["localhost"]).bundle_pem(&pki),
+    )
+    .unwrap();
+    let backend = EchoBackend::start();
+    let config = write_config(dir.path(), r#"{ pem_file = "site.pem" }"#, backend.addr);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "\n[[listener]]\nname = \"plain\"\nbind = \"127.0.0.1:0\"\nprotocol = \"http\"\nredirect_to = \"web\"\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let gateway = Gateway::start(&config, &[]);
+
+    let response = http_exchange(
+        gateway.addr("plain"),
+        "GET /a/b?c=d HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    assert!(response.starts_with("HTTP/1.1 308"), "{response}");
+    let location = format!(
+        "location: https://localhost:{}/a/b?c=d",
+        gateway.addr("web").port()
+    );
+    assert!(
+        response.to_ascii_lowercase().contains(&location),
+        "{response}"
+    );
+}
+
+#[test]
+fn a_plain_http_listener_proxies_with_proto_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = EchoBackend::start();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[state]\ndir = \"state\"\n[[listener]]\nname = \"plain\"\nbind = \"127.0.0.1:0\"\nprotocol = \"http\"\n\
+             [[backend_pool]]\nname = \"app\"\naddresses = [\"{}\"]\n[[rule]]\nname = \"r\"\nlistener = \"plain\"\nbackend_pool = \"app\"\n",
+            backend.addr
+        ),
+    )
+    .unwrap();
+    let gateway = Gateway::start(&config, &[]);
+    let response = http_exchange(
+        gateway.addr("plain"),
+        "GET /x HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n",
+    );
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("x-forwarded-proto: http\n"), "{response}");
+    assert!(
+        response.contains("x-forwarded-host: example.test\n"),
+        "{response}"
+    );
+}
+
+#[test]
+fn https_offers_h2_and_http_1_1_over_tls_1_2_and_1_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    let leaf = pki.leaf(&["localhost"]);
+    std::fs::write(dir.path().join("site.pem"), leaf.bundle_pem(&pki)).unwrap();
+    let backend = EchoBackend::start();
+    let config = write_config(dir.path(), r#"{ pem_file = "site.pem" }"#, backend.addr);
+    let gateway = Gateway::start(&config, &[]);
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let (protocol, alpn) = handshake(
+            gateway.addr("web"),
+            "localhost",
+            &pki.ca_pem,
+            version,
+            &[b"h2", b"http/1.1"],
+        );
+        assert_eq!(protocol, version.version);
+        assert_eq!(
+            alpn.as_deref(),
+            Some(&b"h2"[..]),
+            "h2 is preferred when the client offers it"
+        );
+    }
+    let (_, alpn) = handshake(
+        gateway.addr("web"),
+        "localhost",
+        &pki.ca_pem,
+        &rustls::version::TLS13,
+        &[b"http/1.1"],
+    );
+    assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
+}
+
+#[test]
+fn check_config_describes_what_each_listener_would_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    let leaf = pki.leaf(&["localhost"]);
+    std::fs::write(dir.path().join("site.pem"), leaf.bundle_pem(&pki)).unwrap();
+    let config = write_config(
+        dir.path(),
+        r#"{ pem_file = "site.pem" }"#,
+        "127.0.0.1:9".parse().unwrap(),
+    );
+    let (ok, stdout, stderr) =
+        gateway_cli(&["check-config", "--config", config.to_str().unwrap()], &[]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains(&leaf.thumbprint.to_string()), "{stdout}");
+    assert!(stdout.trim_end().ends_with(": ok"), "{stdout}");
+    assert!(
+        !dir.path().join("state").exists(),
+        "check-config does not create the event log"
+    );
+}

@@ -210,7 +210,9 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         }
     }
     let secs = header("retry-after")?.parse::<f64>().ok()?;
-    (secs.is_finite() && secs >= 0.0 && secs < 1e9).then(|| Duration::from_secs_f64(secs))
+    (0.0..1e9)
+        .contains(&secs)
+        .then(|| Duration::from_secs_f64(secs))
 }
 
 /// `HTTP 400 invalid_request: Identity not found`, from an OAuth-style error body (or the start of a

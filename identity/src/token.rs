@@ -106,7 +106,7 @@ impl NumberOrString {
 }
 
 fn seconds_from_f64(f: f64) -> Option<u64> {
-    (f.is_finite() && f >= 0.0 && f < 1e15).then(|| f as u64)
+    (0.0..1e15).contains(&f).then_some(f as u64)
 }
 
 /// The fields of a token response that this crate reads. Unknown fields are ignored.

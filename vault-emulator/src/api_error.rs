@@ -65,15 +65,6 @@ impl ApiError {
         .with_inner("SecretDisabled")
     }
 
-    pub fn certificate_disabled(operation: &str) -> Self {
-        Self::new(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            format!("Operation {operation} is not allowed on a disabled certificate."),
-        )
-        .with_inner("CertificateDisabled")
-    }
-
     pub fn secret_not_found(name_or_id: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,

@@ -188,7 +188,9 @@ pub(crate) fn params_from_policy(policy: &CertificatePolicy, now: i64) -> Result
     params.is_ca = if x509.basic_constraints.is_some_and(|b| b.ca) {
         IsCa::Ca(rcgen::BasicConstraints::Unconstrained)
     } else {
-        IsCa::ExplicitNoCa
+        // No extension: rcgen's `ExplicitNoCa` encodes the DEFAULT `cA FALSE`, which strict DER
+        // parsers (Python `cryptography`) reject.
+        IsCa::NoCa
     };
     let months = i64::from(x509.validity_months.unwrap_or(12));
     params.not_before = time::OffsetDateTime::from_unix_timestamp(now - BACKDATE_SECONDS)
@@ -203,7 +205,12 @@ pub(crate) fn params_from_policy(policy: &CertificatePolicy, now: i64) -> Result
 
 /// The CSR (DER) Key Vault shows in a pending operation.
 pub(crate) fn csr(params: &CertificateParams, key: &KeyPair) -> Result<Vec<u8>, String> {
-    params
+    let mut request = CertificateParams::default();
+    request.distinguished_name = params.distinguished_name.clone();
+    request.subject_alt_names = params.subject_alt_names.clone();
+    request.key_usages = params.key_usages.clone();
+    request.extended_key_usages = params.extended_key_usages.clone();
+    request
         .serialize_request(key)
         .map(|csr| csr.der().to_vec())
         .map_err(|e| format!("cannot make the CSR: {e}"))
@@ -231,11 +238,10 @@ pub(crate) fn secret_value(content_type: &str, chain: &[Vec<u8>], key_pkcs8: &[u
         }
         return Ok(out);
     }
-    let (leaf, rest) = chain.split_first().ok_or("the chain is empty")?;
-    let cas: Vec<&[u8]> = rest.iter().map(Vec::as_slice).collect();
-    let pfx = p12::PFX::new_with_cas(leaf, key_pkcs8, &cas, "", &new_uuid())
-        .ok_or("the PKCS#12 encoder failed")?;
-    Ok(STANDARD.encode(pfx.to_der()))
+    if chain.is_empty() {
+        return Err("the chain is empty".to_owned());
+    }
+    Ok(STANDARD.encode(crate::pfx::write(chain, key_pkcs8, &new_uuid())))
 }
 
 fn pem_block(label: &str, der: &[u8]) -> String {

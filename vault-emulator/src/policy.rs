@@ -199,13 +199,6 @@ impl CertificatePolicy {
             .and_then(|s| s.content_type.as_deref())
     }
 
-    pub fn exportable(&self) -> bool {
-        self.key_props
-            .as_ref()
-            .and_then(|k| k.exportable)
-            .unwrap_or(true)
-    }
-
     /// The key to generate, or why this emulator cannot.
     pub fn key_spec(&self) -> Result<KeySpec, String> {
         let key = self.key_props.clone().unwrap_or_default();

@@ -2,7 +2,7 @@
 //! directory (atomically: a temporary file renamed over the old one) after every change.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api_error::ApiError;
 use crate::certs::{self, GeneratedKey, Imported};
-use crate::policy::{CertificatePolicy, PolicyAttributes, PKCS12};
+use crate::policy::{CertificatePolicy, PKCS12};
 use crate::EmulatorError;
 
 pub(crate) const STATE_FILE: &str = "vault.json";
@@ -233,6 +233,14 @@ impl Vault {
                 certificate_permissions: certificates,
             },
         );
+    }
+
+    /// Removes an identity's access policy; the identity still gets tokens.
+    pub fn revoke_identity(&mut self, client_id: &str) {
+        if let Some(identity) = self.identities.get_mut(&client_id.to_ascii_lowercase()) {
+            identity.secret_permissions.clear();
+            identity.certificate_permissions.clear();
+        }
     }
 
     // ---- secrets -------------------------------------------------------------------------
@@ -595,16 +603,5 @@ impl Vault {
         Ok((entry, found.ok_or_else(not_found)?))
     }
 
-    pub fn set_policy_attributes_now(policy: &mut CertificatePolicy, now: i64) {
-        policy.attributes = Some(PolicyAttributes {
-            enabled: Some(true),
-            created: Some(now),
-            updated: Some(now),
-        });
-    }
 }
 
-/// Where the state lives.
-pub(crate) fn state_file(dir: &Path) -> PathBuf {
-    dir.join(STATE_FILE)
-}

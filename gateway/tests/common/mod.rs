@@ -447,3 +447,46 @@ pub fn kinds(events: &[serde_json::Value]) -> Vec<String> {
         .map(|e| e["kind"].as_str().unwrap().to_owned())
         .collect()
 }
+
+/// Sends raw HTTP/1.1 over plain TCP and reads the whole response.
+pub fn http_exchange(addr: SocketAddr, request: &str) -> String {
+    let mut sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    sock.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    sock.read_to_end(&mut response).unwrap();
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// A handshake restricted to one TLS version, offering `alpn`: the negotiated version and ALPN.
+pub fn handshake(
+    addr: SocketAddr,
+    server_name: &str,
+    ca_pem: &str,
+    version: &'static rustls::SupportedProtocolVersion,
+    alpn: &[&[u8]],
+) -> (rustls::ProtocolVersion, Option<Vec<u8>>) {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[version])
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let name = rustls_pki_types::ServerName::try_from(server_name.to_owned()).unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut sock = TcpStream::connect(addr).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock).unwrap();
+    }
+    (
+        conn.protocol_version().unwrap(),
+        conn.alpn_protocol().map(<[u8]>::to_vec),
+    )
+}
