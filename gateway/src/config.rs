@@ -32,6 +32,10 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub state: StateConfig,
+    #[serde(default)]
+    pub identity: Option<IdentityConfig>,
+    #[serde(default)]
+    pub vault: VaultConfig,
     #[serde(default, rename = "listener")]
     pub listeners: Vec<ListenerConfig>,
     #[serde(default, rename = "backend_pool")]
@@ -50,6 +54,52 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct StateConfig {
     pub dir: PathBuf,
+}
+
+/// How the gateway gets tokens for Key Vault (`[identity]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    pub kind: IdentityKind,
+    /// A user-assigned managed identity's client id; the app registration's client id for
+    /// `workload-identity` and `client-secret` (else `AZURE_CLIENT_ID`).
+    pub client_id: Option<String>,
+    /// A user-assigned managed identity by object id instead of client id.
+    pub object_id: Option<String>,
+    /// A user-assigned managed identity by Azure resource id.
+    pub msi_res_id: Option<String>,
+    /// The IMDS token endpoint (`managed-identity`), for an emulator or a proxy-less sidecar.
+    pub endpoint: Option<String>,
+    /// The Entra tenant for `client-secret` and `workload-identity` (else `AZURE_TENANT_ID`).
+    pub tenant_id: Option<String>,
+    /// The Entra authority for `client-secret` and `workload-identity` (else `AZURE_AUTHORITY_HOST`).
+    pub authority_host: Option<String>,
+    /// The environment variable holding the client secret (`client-secret`); the secret itself
+    /// never goes in the config file.
+    pub client_secret_env: Option<String>,
+    /// The environment variable holding a fixed token (`static`, development only).
+    pub token_env: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdentityKind {
+    ManagedIdentity,
+    WorkloadIdentity,
+    ClientSecret,
+    AppService,
+    Static,
+}
+
+/// Key Vault client settings (`[vault]`): the development allowance for an emulator.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultConfig {
+    /// A PEM CA certificate to trust for vault hosts, in addition to the public roots.
+    pub ca_file: Option<PathBuf>,
+    /// `host:port` vault hosts allowed beyond the Azure clouds' vault suffixes.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -93,6 +143,16 @@ pub enum CertificateSource {
     Pem {
         pem_file: PathBuf,
     },
+    KeyVault {
+        /// `https://{vault}.vault.azure.net/secrets/{name}[/{version}]` (or `/certificates/…`).
+        key_vault_secret_id: String,
+    },
+}
+
+impl CertificateSource {
+    pub fn is_key_vault(&self) -> bool {
+        matches!(self, CertificateSource::KeyVault { .. })
+    }
 }
 
 impl fmt::Debug for CertificateSource {
@@ -107,6 +167,9 @@ impl fmt::Display for CertificateSource {
         match self {
             CertificateSource::Pfx { pfx_file, .. } => write!(f, "pfx_file:{}", pfx_file.display()),
             CertificateSource::Pem { pem_file } => write!(f, "pem_file:{}", pem_file.display()),
+            CertificateSource::KeyVault {
+                key_vault_secret_id,
+            } => f.write_str(key_vault_secret_id),
         }
     }
 }
@@ -176,11 +239,14 @@ impl Config {
             }
         };
         resolve(&mut self.state.dir);
+        if let Some(ca_file) = &mut self.vault.ca_file {
+            resolve(ca_file);
+        }
         for listener in &mut self.listeners {
             match &mut listener.certificate {
                 Some(CertificateSource::Pfx { pfx_file, .. }) => resolve(pfx_file),
                 Some(CertificateSource::Pem { pem_file }) => resolve(pem_file),
-                None => {}
+                Some(CertificateSource::KeyVault { .. }) | None => {}
             }
         }
     }
@@ -199,6 +265,19 @@ impl Config {
                 check_hostname(hostname).map_err(|why| {
                     format!("listener `{}`: hostname `{hostname}` {why}", listener.name)
                 })?;
+            }
+            if let Some(CertificateSource::KeyVault {
+                key_vault_secret_id,
+            }) = &listener.certificate
+            {
+                vault_client::SecretId::parse_with_allowed_hosts(key_vault_secret_id, &self.vault.allowed_hosts)
+                    .map_err(|err| format!("listener `{}`: key_vault_secret_id: {err}", listener.name))?;
+                if self.identity.is_none() {
+                    return Err(format!(
+                        "listener `{}` reads its certificate from Key Vault, which needs an [identity] section",
+                        listener.name
+                    ));
+                }
             }
             match (listener.protocol, &listener.certificate) {
                 (Protocol::Https, None) => {

@@ -7,6 +7,8 @@ pub mod actors;
 pub mod audit;
 pub mod check;
 pub mod config;
+pub mod keyvault;
 pub mod proxy;
+pub mod refresh;
 pub mod serve;
 pub mod sources;

@@ -38,6 +38,13 @@ enum Command {
     },
     /// Show or verify the certificate event log.
     Audit(AuditArgs),
+    /// Fetch one certificate from Key Vault with the config's identity and describe it (never the key).
+    Fetch {
+        #[arg(long)]
+        config: PathBuf,
+        /// `https://{vault}.vault.azure.net/secrets/{name}[/{version}]`
+        secret_uri: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -47,6 +54,7 @@ fn main() -> ExitCode {
         Command::Run { config } => run(config),
         Command::CheckConfig { config } => check_config(config),
         Command::Audit(args) => audit::run(&args, &mut std::io::stdout().lock()),
+        Command::Fetch { config, secret_uri } => fetch(config, &secret_uri),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -110,5 +118,14 @@ fn check_config(config: PathBuf) -> anyhow::Result<()> {
         println!("{line}");
     }
     println!("{}: ok", config.path.display());
+    Ok(())
+}
+
+fn fetch(config: PathBuf, uri: &str) -> anyhow::Result<()> {
+    let config = Config::load(&config)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    for line in runtime.block_on(gateway::check::fetch(&config, uri))? {
+        println!("{line}");
+    }
     Ok(())
 }

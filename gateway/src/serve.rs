@@ -14,10 +14,13 @@ use anyhow::{bail, Context as _};
 use event_log::{Event, EventLog, FailureClass, Trigger};
 use listener::{ListenerCertificate, SniResolver};
 use tracing::{error, info, warn};
+use vault_client::SecretId;
 
 use crate::actors::messages::{Append, Install, InstallOutcome, ReadState, Restore};
-use crate::actors::{EventLogActor, ListenersActor};
-use crate::config::{Config, ListenerConfig, Protocol};
+use crate::actors::{EventLogActor, ListenersActor, VaultActor};
+use crate::config::{CertificateSource, Config, ListenerConfig, Protocol};
+use crate::keyvault;
+use crate::refresh::{CheckOutcome, Checker};
 use crate::proxy::{self, BackendPool, Route, Site, Sites};
 use crate::sources;
 
@@ -95,31 +98,79 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     )
     .start();
 
+    let checker = match keyvault::vault_client(&config)? {
+        Some(client) => Some(Checker {
+            vault: VaultActor::new(client).start().recipient(),
+            append: log_actor.clone().recipient(),
+            listeners: listeners_actor.clone(),
+        }),
+        None => None,
+    };
+
     let state = log_actor.send(ReadState).await??;
-    for listener in config
-        .listeners
-        .iter()
-        .filter(|l| l.protocol == Protocol::Https)
-    {
+    let mut after_bind = Vec::new();
+    for listener in config.listeners.iter().filter(|l| l.protocol == Protocol::Https) {
         let configured = state
             .listeners
             .get(&listener.name)
             .and_then(|s| s.configured_source.clone());
-        reconcile(listener, configured, &log_actor, &listeners_actor).await?;
+        let pending = reconcile(
+            &config,
+            listener,
+            configured,
+            &log_actor,
+            &listeners_actor,
+            checker.as_ref(),
+        )
+        .await?;
+        after_bind.extend(pending);
     }
 
-    bind_all(&config, &slots).await
+    let running = bind_all(&config, &slots).await?;
+    for pending in after_bind {
+        match pending {
+            AfterBind::Check { checker, listener, id } => {
+                actix_web::rt::spawn(async move {
+                    match checker.check(&listener, &id, Trigger::Startup, true).await {
+                        Ok(outcome) => info!(listener, %outcome, "startup check against Key Vault"),
+                        Err(err) => warn!(listener, error = %format!("{err:#}"), "startup check failed"),
+                    }
+                });
+            }
+            AfterBind::RetryUntilInstalled { checker, listener, id } => {
+                actix_web::rt::spawn(checker.until_installed(listener, id));
+            }
+        }
+    }
+    Ok(running)
 }
 
-/// Brings one https listener to its serving state: restore from the log, then compare with the
-/// configured source and install it if it changed.
+/// Work for a Key Vault listener that waits until the sockets are bound.
+enum AfterBind {
+    /// Served from the log: compare with Key Vault in the background.
+    Check {
+        checker: Checker,
+        listener: String,
+        id: SecretId,
+    },
+    /// Nothing to serve yet and Key Vault did not give a certificate: keep trying.
+    RetryUntilInstalled {
+        checker: Checker,
+        listener: String,
+        id: SecretId,
+    },
+}
+
+/// Brings one https listener to its serving state: record a changed source, restore the last
+/// installed certificate from the log, then compare with the configured source.
 async fn reconcile(
+    config: &Config,
     listener: &ListenerConfig,
     configured_source: Option<String>,
     log: &Addr<EventLogActor>,
     listeners: &Addr<ListenersActor>,
-) -> anyhow::Result<()> {
-    let name = listener.name.clone();
+    checker: Option<&Checker>,
+) -> anyhow::Result<Option<AfterBind>> {
     let source = listener
         .certificate
         .clone()
@@ -127,20 +178,58 @@ async fn reconcile(
     let source_text = source.to_string();
     if configured_source.as_deref() != Some(source_text.as_str()) {
         log.send(Append {
-            listener: name.clone(),
+            listener: listener.name.clone(),
             event: Event::ListenerConfigured {
                 source: source_text.clone(),
             },
         })
         .await??;
     }
-
     let restored = listeners
         .send(Restore {
-            listener: name.clone(),
+            listener: listener.name.clone(),
         })
         .await??;
+    let CertificateSource::KeyVault { key_vault_secret_id } = &source else {
+        reconcile_file(listener, source, restored, log, listeners).await?;
+        return Ok(None);
+    };
+    let id = keyvault::secret_id(config, key_vault_secret_id)?;
+    let checker = checker.context("a Key Vault listener needs [identity]")?.clone();
+    let name = listener.name.clone();
+    if restored.is_some() {
+        return Ok(Some(AfterBind::Check {
+            checker,
+            listener: name,
+            id,
+        }));
+    }
+    // Nothing to restore: the listener is not ready until Key Vault answers, so try now, before
+    // binding. Other listeners wait at most for the client's retries.
+    let outcome = checker.check(&name, &id, Trigger::Startup, true).await?;
+    match outcome {
+        CheckOutcome::Rotated { .. } | CheckOutcome::Unchanged { .. } => Ok(None),
+        outcome => {
+            error!(listener = %name, %outcome, "the listener has no certificate and is not ready; retrying in the background");
+            Ok(Some(AfterBind::RetryUntilInstalled {
+                checker,
+                listener: name,
+                id,
+            }))
+        }
+    }
+}
 
+/// Brings a file listener to its serving state after the restore: install the file if it changed.
+async fn reconcile_file(
+    listener: &ListenerConfig,
+    source: CertificateSource,
+    restored: Option<cert_bundle::Thumbprint>,
+    log: &Addr<EventLogActor>,
+    listeners: &Addr<ListenersActor>,
+) -> anyhow::Result<()> {
+    let name = listener.name.clone();
+    let source_text = source.to_string();
     let loaded = tokio::task::spawn_blocking(move || sources::load(&source)).await?;
     match (loaded, restored) {
         (Ok(bundle), restored) => {
@@ -156,6 +245,7 @@ async fn reconcile(
                     source: source_text.clone(),
                     version: None,
                     trigger,
+                    fetched: false,
                 })
                 .await??;
             match outcome {

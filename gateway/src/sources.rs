@@ -24,9 +24,11 @@ pub enum SourceError {
     },
     #[error("{path}: the password environment variable `{var}` is not set")]
     MissingPassword { path: String, var: String },
+    #[error("{0} is a Key Vault secret, not a file")]
+    NotAFile(String),
 }
 
-/// Reads and decodes a certificate source. Blocking (file I/O and PKCS#12 key derivation): call it
+/// Reads and decodes a file certificate source. Blocking (file I/O and PKCS#12 key derivation): call it
 /// from `spawn_blocking` inside the actix system.
 pub fn load(source: &CertificateSource) -> Result<CertificateBundle, SourceError> {
     match source {
@@ -60,6 +62,9 @@ pub fn load(source: &CertificateSource) -> Result<CertificateBundle, SourceError
                 }
             })
         }
+        CertificateSource::KeyVault {
+            key_vault_secret_id,
+        } => Err(SourceError::NotAFile(key_vault_secret_id.clone())),
     }
 }
 

@@ -6,7 +6,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let emulator = Emulator::start(EmulatorConfig::new(dir.path()))?;
     let key = rcgen::KeyPair::generate()?;
-    let cert = rcgen::CertificateParams::new(vec!["demo.localhost".to_owned()])?.self_signed(&key)?;
+    let cert =
+        rcgen::CertificateParams::new(vec!["demo.localhost".to_owned()])?.self_signed(&key)?;
     let pem = format!("{}{}", key.serialize_pem(), cert.pem());
     let version = emulator.import_certificate("demo", pem.as_bytes(), None)?;
     let info = emulator.info();

@@ -18,7 +18,8 @@ pub(crate) struct ApiError {
     pub challenge: Option<String>,
 }
 
-const HELP_NOT_FOUND: &str = "For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125182";
+const HELP_NOT_FOUND: &str =
+    "For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125182";
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
@@ -116,7 +117,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 

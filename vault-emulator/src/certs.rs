@@ -47,7 +47,14 @@ pub(crate) fn new_uuid() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// Generates a key. RSA is slow (ring cannot generate RSA keys, the pure-Rust `rsa` crate does):
@@ -72,7 +79,8 @@ pub(crate) fn generate_key(spec: KeySpec) -> Result<GeneratedKey, String> {
             } else {
                 &rcgen::PKCS_ECDSA_P384_SHA384
             };
-            let key = KeyPair::generate_for(alg).map_err(|e| format!("EC key generation failed: {e}"))?;
+            let key =
+                KeyPair::generate_for(alg).map_err(|e| format!("EC key generation failed: {e}"))?;
             Ok(GeneratedKey {
                 pkcs8: key.serialize_der(),
                 alg,
@@ -83,8 +91,11 @@ pub(crate) fn generate_key(spec: KeySpec) -> Result<GeneratedKey, String> {
 
 impl GeneratedKey {
     pub fn key_pair(&self) -> Result<KeyPair, String> {
-        KeyPair::from_pkcs8_der_and_sign_algo(&PrivatePkcs8KeyDer::from(self.pkcs8.clone()), self.alg)
-            .map_err(|e| format!("cannot load the generated key: {e}"))
+        KeyPair::from_pkcs8_der_and_sign_algo(
+            &PrivatePkcs8KeyDer::from(self.pkcs8.clone()),
+            self.alg,
+        )
+        .map_err(|e| format!("cannot load the generated key: {e}"))
     }
 }
 
@@ -118,14 +129,21 @@ fn parse_subject(subject: &str) -> Result<DistinguishedName, String> {
 }
 
 /// Certificate parameters from a resolved policy.
-pub(crate) fn params_from_policy(policy: &CertificatePolicy, now: i64) -> Result<CertificateParams, String> {
+pub(crate) fn params_from_policy(
+    policy: &CertificatePolicy,
+    now: i64,
+) -> Result<CertificateParams, String> {
     let x509 = policy.x509_props.clone().unwrap_or_default();
     let mut params = CertificateParams::default();
     let sans = x509.sans.clone().unwrap_or_default();
     match x509.subject.as_deref() {
-        Some(subject) if !subject.trim().is_empty() => params.distinguished_name = parse_subject(subject)?,
+        Some(subject) if !subject.trim().is_empty() => {
+            params.distinguished_name = parse_subject(subject)?
+        }
         _ if !sans.is_empty() => params.distinguished_name = DistinguishedName::new(),
-        _ => return Err("the policy has neither x509_props.subject nor x509_props.sans".to_owned()),
+        _ => {
+            return Err("the policy has neither x509_props.subject nor x509_props.sans".to_owned())
+        }
     }
     for name in sans.dns_names.iter().flatten() {
         let name = name
@@ -142,11 +160,16 @@ pub(crate) fn params_from_policy(policy: &CertificatePolicy, now: i64) -> Result
         params.subject_alt_names.push(SanType::Rfc822Name(email));
     }
     for uri in sans.uris.iter().flatten() {
-        let uri = uri.clone().try_into().map_err(|_| format!("'{uri}' is not a valid URI"))?;
+        let uri = uri
+            .clone()
+            .try_into()
+            .map_err(|_| format!("'{uri}' is not a valid URI"))?;
         params.subject_alt_names.push(SanType::URI(uri));
     }
     for ip in sans.ip_addresses.iter().flatten() {
-        let ip: IpAddr = ip.parse().map_err(|_| format!("'{ip}' is not an IP address"))?;
+        let ip: IpAddr = ip
+            .parse()
+            .map_err(|_| format!("'{ip}' is not an IP address"))?;
         params.subject_alt_names.push(SanType::IpAddress(ip));
     }
     for upn in sans.upns.iter().flatten() {
@@ -230,7 +253,11 @@ pub(crate) fn x5t(der: &[u8]) -> String {
 
 /// A certificate's secret value: a password-less PKCS#12 (base64, 3DES + SHA-1 MAC, like Key
 /// Vault's own export) or PEM (unencrypted PKCS#8 key first, then the chain).
-pub(crate) fn secret_value(content_type: &str, chain: &[Vec<u8>], key_pkcs8: &[u8]) -> Result<String, String> {
+pub(crate) fn secret_value(
+    content_type: &str,
+    chain: &[Vec<u8>],
+    key_pkcs8: &[u8],
+) -> Result<String, String> {
     if content_type == PEM {
         let mut out = pem_block("PRIVATE KEY", key_pkcs8);
         for cert in chain {
@@ -283,11 +310,10 @@ pub(crate) fn decode_import(bytes: &[u8], password: Option<&str>) -> Result<Impo
     };
     let key_pkcs8 = match bundle.private_key() {
         PrivateKeyDer::Pkcs8(key) => key.secret_pkcs8_der().to_vec(),
-        _ => {
-            return Err(
-                "Key Vault only accepts a private key in PKCS#8 format (-----BEGIN PRIVATE KEY-----)".to_owned(),
-            )
-        }
+        _ => return Err(
+            "Key Vault only accepts a private key in PKCS#8 format (-----BEGIN PRIVATE KEY-----)"
+                .to_owned(),
+        ),
     };
     Ok(Imported {
         chain: bundle.chain().iter().map(|c| c.to_vec()).collect(),
@@ -298,7 +324,8 @@ pub(crate) fn decode_import(bytes: &[u8], password: Option<&str>) -> Result<Impo
 
 /// `notBefore`/`notAfter` of a certificate, in unix seconds.
 pub(crate) fn validity(der: &[u8]) -> Result<(i64, i64), String> {
-    let (_, cert) = X509Certificate::from_der(der).map_err(|e| format!("invalid certificate: {e}"))?;
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| format!("invalid certificate: {e}"))?;
     Ok((
         cert.validity().not_before.timestamp(),
         cert.validity().not_after.timestamp(),
@@ -329,12 +356,17 @@ pub(crate) fn policy_from_certificate(
     content_type: &str,
     now: i64,
 ) -> Result<CertificatePolicy, String> {
-    let (_, cert) = X509Certificate::from_der(leaf).map_err(|e| format!("invalid certificate: {e}"))?;
+    let (_, cert) =
+        X509Certificate::from_der(leaf).map_err(|e| format!("invalid certificate: {e}"))?;
     let mut rdns = Vec::new();
     for rdn in cert.subject().iter_rdn() {
         for attr in rdn.iter() {
             let value = attr.as_str().map(str::to_owned).unwrap_or_default();
-            rdns.push(format!("{}={}", oid_short_name(&attr.attr_type().to_id_string()), value));
+            rdns.push(format!(
+                "{}={}",
+                oid_short_name(&attr.attr_type().to_id_string()),
+                value
+            ));
         }
     }
     rdns.reverse();
@@ -342,9 +374,18 @@ pub(crate) fn policy_from_certificate(
     if let Ok(Some(ext)) = cert.subject_alternative_name() {
         for name in &ext.value.general_names {
             match name {
-                GeneralName::DNSName(dns) => sans.dns_names.get_or_insert_with(Vec::new).push((*dns).to_owned()),
-                GeneralName::RFC822Name(email) => sans.emails.get_or_insert_with(Vec::new).push((*email).to_owned()),
-                GeneralName::URI(uri) => sans.uris.get_or_insert_with(Vec::new).push((*uri).to_owned()),
+                GeneralName::DNSName(dns) => sans
+                    .dns_names
+                    .get_or_insert_with(Vec::new)
+                    .push((*dns).to_owned()),
+                GeneralName::RFC822Name(email) => sans
+                    .emails
+                    .get_or_insert_with(Vec::new)
+                    .push((*email).to_owned()),
+                GeneralName::URI(uri) => sans
+                    .uris
+                    .get_or_insert_with(Vec::new)
+                    .push((*uri).to_owned()),
                 GeneralName::IPAddress(bytes) => {
                     let ip = match bytes.len() {
                         4 => <[u8; 4]>::try_from(*bytes).map(IpAddr::from).ok(),
@@ -352,7 +393,9 @@ pub(crate) fn policy_from_certificate(
                         _ => None,
                     };
                     if let Some(ip) = ip {
-                        sans.ip_addresses.get_or_insert_with(Vec::new).push(ip.to_string());
+                        sans.ip_addresses
+                            .get_or_insert_with(Vec::new)
+                            .push(ip.to_string());
                     }
                 }
                 _ => {}

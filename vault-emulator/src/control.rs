@@ -32,7 +32,10 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .route("/faults", web::delete().to(clear_faults))
             .route("/identities/{client_id}", web::put().to(put_identity))
             .route("/identities/{client_id}", web::delete().to(remove_identity))
-            .route("/identities/{client_id}/revoke", web::post().to(revoke_identity))
+            .route(
+                "/identities/{client_id}/revoke",
+                web::post().to(revoke_identity),
+            )
             .route("/certificates/{name}/import", web::post().to(import))
             .route("/secrets/{name}", web::patch().to(set_secret_enabled))
             .route("/secrets/{name}", web::delete().to(delete_secret)),
@@ -68,7 +71,11 @@ struct IdentityBody {
     certificate_permissions: Vec<String>,
 }
 
-async fn put_identity(shared: web::Data<Shared>, path: web::Path<String>, body: web::Bytes) -> Result {
+async fn put_identity(
+    shared: web::Data<Shared>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result {
     let body: IdentityBody = parse(&body)?;
     shared.mutate(|v| {
         v.put_identity(&path, body.secret_permissions, body.certificate_permissions);
@@ -103,9 +110,16 @@ async fn import(shared: web::Data<Shared>, path: web::Path<String>, body: web::B
     let body: ImportBody = parse(&body)?;
     let bytes = crate::vault_api::import_value_bytes(&body.value)?;
     let shared2 = shared.clone();
-    let version = web::block(move || crate::import(&shared2, &path, &bytes, body.password.as_deref()))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string()))??;
+    let version =
+        web::block(move || crate::import(&shared2, &path, &bytes, body.password.as_deref()))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    e.to_string(),
+                )
+            })??;
     Ok(HttpResponse::Ok().json(json!({ "version": version })))
 }
 
@@ -115,7 +129,11 @@ struct EnabledBody {
     version: Option<String>,
 }
 
-async fn set_secret_enabled(shared: web::Data<Shared>, path: web::Path<String>, body: web::Bytes) -> Result {
+async fn set_secret_enabled(
+    shared: web::Data<Shared>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result {
     let body: EnabledBody = parse(&body)?;
     shared.mutate(|v| {
         v.update_secret(

@@ -47,12 +47,18 @@ pub(crate) fn verify_token(vault: &Vault, token: &str, now: i64) -> Result<Strin
     else {
         return Err(TokenProblem::Invalid);
     };
-    let given = URL_SAFE_NO_PAD.decode(signature).map_err(|_| TokenProblem::Invalid)?;
+    let given = URL_SAFE_NO_PAD
+        .decode(signature)
+        .map_err(|_| TokenProblem::Invalid)?;
     let key = hex::decode(&vault.token_key).unwrap_or_default();
-    let mut check = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes keys of any length");
+    let mut check = Hmac::<Sha256>::new_from_slice(&key).map_err(|_| TokenProblem::Invalid)?;
     check.update(payload.as_bytes());
-    check.verify_slice(&given).map_err(|_| TokenProblem::Invalid)?;
-    let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| TokenProblem::Invalid)?;
+    check
+        .verify_slice(&given)
+        .map_err(|_| TokenProblem::Invalid)?;
+    let payload = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| TokenProblem::Invalid)?;
     let payload = String::from_utf8(payload).map_err(|_| TokenProblem::Invalid)?;
     let (client_id, expires_on) = payload.split_once('|').ok_or(TokenProblem::Invalid)?;
     let expires_on: i64 = expires_on.parse().map_err(|_| TokenProblem::Invalid)?;
@@ -107,10 +113,16 @@ pub(crate) async fn imds_token(
         return imds_error("bad_request_102", "Required metadata header not specified");
     }
     if !query.contains_key("api-version") {
-        return imds_error("invalid_request", "Required query variable 'api-version' is missing");
+        return imds_error(
+            "invalid_request",
+            "Required query variable 'api-version' is missing",
+        );
     }
     let Some(resource) = query.get("resource") else {
-        return imds_error("invalid_request", "Required query variable 'resource' is missing");
+        return imds_error(
+            "invalid_request",
+            "Required query variable 'resource' is missing",
+        );
     };
     if !resource_ok(resource) {
         return imds_error(
@@ -159,16 +171,28 @@ pub(crate) async fn app_service_token(
     query: web::Query<HashMap<String, String>>,
     shared: web::Data<Shared>,
 ) -> HttpResponse {
-    let header = req.headers().get("X-IDENTITY-HEADER").and_then(|v| v.to_str().ok());
+    let header = req
+        .headers()
+        .get("X-IDENTITY-HEADER")
+        .and_then(|v| v.to_str().ok());
     let expected = shared.vault().app_service_header.clone();
     if header != Some(expected.as_str()) {
-        return app_service_error(StatusCode::BAD_REQUEST, "The X-IDENTITY-HEADER header is missing or not valid.");
+        return app_service_error(
+            StatusCode::BAD_REQUEST,
+            "The X-IDENTITY-HEADER header is missing or not valid.",
+        );
     }
     if query.get("api-version").map(String::as_str) != Some("2019-08-01") {
-        return app_service_error(StatusCode::BAD_REQUEST, "The api-version is not supported; use 2019-08-01.");
+        return app_service_error(
+            StatusCode::BAD_REQUEST,
+            "The api-version is not supported; use 2019-08-01.",
+        );
     }
     let Some(resource) = query.get("resource") else {
-        return app_service_error(StatusCode::BAD_REQUEST, "The resource query parameter is missing.");
+        return app_service_error(
+            StatusCode::BAD_REQUEST,
+            "The resource query parameter is missing.",
+        );
     };
     if !resource_ok(resource) {
         return app_service_error(StatusCode::BAD_REQUEST, "The resource is not valid.");
@@ -176,7 +200,10 @@ pub(crate) async fn app_service_token(
     let (identity, token, expires_on) = {
         let vault = shared.vault();
         let Ok(identity) = select_identity(&vault, &query) else {
-            return app_service_error(StatusCode::BAD_REQUEST, "Unable to load the proper Managed Identity.");
+            return app_service_error(
+                StatusCode::BAD_REQUEST,
+                "Unable to load the proper Managed Identity.",
+            );
         };
         let expires_on = unix_now() + shared.token_lifetime_secs();
         let token = issue_token(&vault, &identity.client_id, expires_on);

@@ -36,8 +36,8 @@ mod api_error;
 mod certs;
 pub mod control;
 mod error;
-mod pfx;
 mod identity;
+mod pfx;
 mod policy;
 mod server;
 mod state;
@@ -189,19 +189,31 @@ impl std::fmt::Debug for EmulatorHandle {
 
 /// Imports a certificate (PFX bytes or PEM text) as the REST import does, with the policy read
 /// from the certificate.
-pub(crate) fn import(shared: &Shared, name: &str, bytes: &[u8], password: Option<&str>) -> Result<String, ApiError> {
+pub(crate) fn import(
+    shared: &Shared,
+    name: &str,
+    bytes: &[u8],
+    password: Option<&str>,
+) -> Result<String, ApiError> {
     if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-        return Err(ApiError::bad_parameter(format!("invalid certificate name '{name}'")));
+        return Err(ApiError::bad_parameter(format!(
+            "invalid certificate name '{name}'"
+        )));
     }
-    let imported = certs::decode_import(bytes, password)
-        .map_err(|e| ApiError::bad_parameter(format!("The certificate could not be imported: {e}")))?;
+    let imported = certs::decode_import(bytes, password).map_err(|e| {
+        ApiError::bad_parameter(format!("The certificate could not be imported: {e}"))
+    })?;
     let now = server::unix_now();
     shared.mutate(|v| v.import_certificate(name, &imported, None, None, None, now))
 }
 
 impl EmulatorHandle {
     fn shared(&self) -> &Shared {
-        &self.running.as_ref().expect("the emulator is running until dropped").shared
+        &self
+            .running
+            .as_ref()
+            .expect("the emulator is running until dropped")
+            .shared
     }
 
     pub fn info(&self) -> &EmulatorInfo {
@@ -259,10 +271,19 @@ impl EmulatorHandle {
     /// Adds (or replaces) an identity and its access policy. Permissions: secrets `get`, `list`,
     /// `set`, `delete`; certificates `get`, `list`, `create`, `import`, `update`, `delete`;
     /// `all` grants every one.
-    pub fn add_identity(&self, client_id: &str, secret_permissions: &[&str], certificate_permissions: &[&str]) {
+    pub fn add_identity(
+        &self,
+        client_id: &str,
+        secret_permissions: &[&str],
+        certificate_permissions: &[&str],
+    ) {
         let own = |list: &[&str]| list.iter().map(|p| (*p).to_owned()).collect();
         let _ = self.shared().mutate(|v| {
-            v.put_identity(client_id, own(secret_permissions), own(certificate_permissions));
+            v.put_identity(
+                client_id,
+                own(secret_permissions),
+                own(certificate_permissions),
+            );
             Ok(())
         });
     }

@@ -29,7 +29,11 @@ fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     if len < 0x80 {
         out.push(len as u8);
     } else {
-        let bytes: Vec<u8> = len.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
         out.push(0x80 | bytes.len() as u8);
         out.extend(bytes);
     }
@@ -54,7 +58,11 @@ fn explicit0(content: &[u8]) -> Vec<u8> {
 }
 
 fn integer(value: u32) -> Vec<u8> {
-    let mut bytes: Vec<u8> = value.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
+    let mut bytes: Vec<u8> = value
+        .to_be_bytes()
+        .into_iter()
+        .skip_while(|b| *b == 0)
+        .collect();
     if bytes.first().is_none_or(|b| b & 0x80 != 0) {
         bytes.insert(0, 0);
     }
@@ -97,7 +105,11 @@ fn kdf(password: &[u8], salt: &[u8], id: u8, iterations: u32, size: usize) -> Ve
     i.extend(fill(password));
     let mut out = Vec::with_capacity(size);
     while out.len() < size {
-        let mut a = Sha1::new().chain_update(&d).chain_update(&i).finalize().to_vec();
+        let mut a = Sha1::new()
+            .chain_update(&d)
+            .chain_update(&i)
+            .finalize()
+            .to_vec();
         for _ in 1..iterations {
             a = Sha1::digest(&a).to_vec();
         }
@@ -127,7 +139,10 @@ fn encrypt_3des(data: &[u8], salt: &[u8]) -> Vec<u8> {
 }
 
 fn pbe_algorithm(salt: &[u8]) -> Vec<u8> {
-    seq(&[&oid(OID_PBE_SHA1_3DES), &seq(&[&octets(salt), &integer(ITERATIONS)])])
+    seq(&[
+        &oid(OID_PBE_SHA1_3DES),
+        &seq(&[&octets(salt), &integer(ITERATIONS)]),
+    ])
 }
 
 fn bag(bag_oid: &[u64], value: &[u8], attributes: &[Vec<u8>]) -> Vec<u8> {
@@ -157,7 +172,10 @@ pub(crate) fn write(chain: &[Vec<u8>], key_pkcs8: &[u8], name: &str) -> Vec<u8> 
     };
 
     let key_salt = random(8);
-    let shrouded = seq(&[&pbe_algorithm(&key_salt), &octets(&encrypt_3des(key_pkcs8, &key_salt))]);
+    let shrouded = seq(&[
+        &pbe_algorithm(&key_salt),
+        &octets(&encrypt_3des(key_pkcs8, &key_salt)),
+    ]);
     let key_bag = bag(
         OID_SHROUDED_KEY_BAG,
         &shrouded,
@@ -170,7 +188,11 @@ pub(crate) fn write(chain: &[Vec<u8>], key_pkcs8: &[u8], name: &str) -> Vec<u8> 
         .enumerate()
         .map(|(index, der)| {
             let value = seq(&[&oid(OID_X509_CERTIFICATE), &explicit0(&octets(der))]);
-            let attributes = if index == 0 { vec![local_key_id()] } else { Vec::new() };
+            let attributes = if index == 0 {
+                vec![local_key_id()]
+            } else {
+                Vec::new()
+            };
             bag(OID_CERT_BAG, &value, &attributes)
         })
         .collect();
@@ -180,7 +202,11 @@ pub(crate) fn write(chain: &[Vec<u8>], key_pkcs8: &[u8], name: &str) -> Vec<u8> 
     let encrypted = encrypt_3des(&cert_contents, &cert_salt);
     let encrypted_data = seq(&[
         &integer(0),
-        &seq(&[&oid(OID_DATA), &pbe_algorithm(&cert_salt), &tlv(0x80, &encrypted)]),
+        &seq(&[
+            &oid(OID_DATA),
+            &pbe_algorithm(&cert_salt),
+            &tlv(0x80, &encrypted),
+        ]),
     ]);
 
     let auth_safe = seq(&[

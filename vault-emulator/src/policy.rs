@@ -163,7 +163,10 @@ impl CertificatePolicy {
         secret.content_type.get_or_insert_with(|| PKCS12.to_owned());
         let x509 = self.x509_props.get_or_insert_with(Default::default);
         x509.ekus.get_or_insert_with(|| {
-            vec!["1.3.6.1.5.5.7.3.1".to_owned(), "1.3.6.1.5.5.7.3.2".to_owned()]
+            vec![
+                "1.3.6.1.5.5.7.3.1".to_owned(),
+                "1.3.6.1.5.5.7.3.2".to_owned(),
+            ]
         });
         x509.key_usage.get_or_insert_with(|| {
             vec!["digitalSignature".to_owned(), "keyEncipherment".to_owned()]

@@ -15,7 +15,10 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 
 use crate::api_error::ApiError;
 use crate::state::Vault;
-use crate::{control, identity, tls, vault_api, EmulatorConfig, EmulatorError, EmulatorInfo, Fault, FaultKind};
+use crate::{
+    control, identity, tls, vault_api, EmulatorConfig, EmulatorError, EmulatorInfo, Fault,
+    FaultKind,
+};
 
 pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
@@ -48,17 +51,26 @@ impl Shared {
     }
 
     /// Runs a change and saves the vault when it succeeds.
-    pub fn mutate<R>(&self, change: impl FnOnce(&mut Vault) -> Result<R, ApiError>) -> Result<R, ApiError> {
+    pub fn mutate<R>(
+        &self,
+        change: impl FnOnce(&mut Vault) -> Result<R, ApiError>,
+    ) -> Result<R, ApiError> {
         let mut vault = self.vault();
         let out = change(&mut vault)?;
         vault.save(&self.state_dir).map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", format!("the emulator could not save its state: {e}"))
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                format!("the emulator could not save its state: {e}"),
+            )
         })?;
         Ok(out)
     }
 
     pub fn token_lifetime_secs(&self) -> i64 {
-        i64::try_from(self.token_lifetime.as_secs()).unwrap_or(i64::MAX).max(60)
+        i64::try_from(self.token_lifetime.as_secs())
+            .unwrap_or(i64::MAX)
+            .max(60)
     }
 
     pub fn retry_after_secs(&self) -> u64 {
@@ -66,11 +78,17 @@ impl Shared {
     }
 
     pub fn add_fault(&self, fault: Fault) {
-        self.faults.lock().unwrap_or_else(|e| e.into_inner()).push(fault);
+        self.faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(fault);
     }
 
     pub fn clear_faults(&self) {
-        self.faults.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// The first fault whose prefix matches `path`, counting it down.
@@ -79,7 +97,9 @@ impl Shared {
             return None;
         }
         let mut faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
-        let index = faults.iter().position(|f| path.starts_with(&f.path_prefix))?;
+        let index = faults
+            .iter()
+            .position(|f| path.starts_with(&f.path_prefix))?;
         let kind = faults[index].kind.clone();
         if let Some(count) = faults[index].count.as_mut() {
             *count = count.saturating_sub(1);
@@ -173,10 +193,16 @@ async fn kv_headers(
         ("expires", "-1"),
         ("x-ms-keyvault-region", "local"),
         ("x-ms-keyvault-service-version", "1.9.0.0"),
-        ("strict-transport-security", "max-age=31536000;includeSubDomains"),
+        (
+            "strict-transport-security",
+            "max-age=31536000;includeSubDomains",
+        ),
         ("x-content-type-options", "nosniff"),
     ] {
-        headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
     }
     if let Ok(id) = HeaderValue::from_str(&crate::certs::new_uuid()) {
         headers.insert(HeaderName::from_static("x-ms-request-id"), id);
@@ -214,7 +240,8 @@ pub(crate) fn start(config: EmulatorConfig) -> Result<Running, EmulatorError> {
         .unwrap_or_else(|| SocketAddr::new(config.bind.ip(), 0));
     let identity_listener = bind(identity_addr)?;
     let local = |l: &TcpListener, addr| {
-        l.local_addr().map_err(|source| EmulatorError::Bind { addr, source })
+        l.local_addr()
+            .map_err(|source| EmulatorError::Bind { addr, source })
     };
     let vault_addr = local(&vault_listener, config.bind)?;
     let identity_addr = local(&identity_listener, identity_addr)?;
@@ -231,7 +258,10 @@ pub(crate) fn start(config: EmulatorConfig) -> Result<Running, EmulatorError> {
     } else {
         identity_addr.ip()
     };
-    let identity_base = format!("http://{}", SocketAddr::new(identity_ip, identity_addr.port()));
+    let identity_base = format!(
+        "http://{}",
+        SocketAddr::new(identity_ip, identity_addr.port())
+    );
     let vault_url = format!("https://{vault_host}:{}/", vault_addr.port());
     let info = EmulatorInfo {
         vault_url: vault_url.clone(),
@@ -285,7 +315,10 @@ pub(crate) fn start(config: EmulatorConfig) -> Result<Running, EmulatorError> {
                         .wrap(from_fn(faults_mw))
                         .configure(control::configure)
                         .route(identity::IMDS_PATH, web::get().to(identity::imds_token))
-                        .route(identity::APP_SERVICE_PATH, web::get().to(identity::app_service_token))
+                        .route(
+                            identity::APP_SERVICE_PATH,
+                            web::get().to(identity::app_service_token),
+                        )
                 })
                 .workers(1)
                 .disable_signals()
@@ -311,9 +344,9 @@ pub(crate) fn start(config: EmulatorConfig) -> Result<Running, EmulatorError> {
             });
         })
         .map_err(|e| EmulatorError::Start(e.to_string()))?;
-    let (vault_server, identity_server, system) = rx
-        .recv()
-        .map_err(|_| EmulatorError::Start("the server thread ended before it started".to_owned()))??;
+    let (vault_server, identity_server, system) = rx.recv().map_err(|_| {
+        EmulatorError::Start("the server thread ended before it started".to_owned())
+    })??;
     tracing::info!(vault_url = %shared.info.vault_url, identity_endpoint = %shared.info.identity_endpoint, "vault emulator started");
     Ok(Running {
         shared,

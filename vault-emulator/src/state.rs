@@ -167,14 +167,18 @@ impl Vault {
         let path = dir.join(STATE_FILE);
         match std::fs::read(&path) {
             Ok(bytes) => {
-                let vault: Vault = serde_json::from_slice(&bytes).map_err(|e| EmulatorError::State {
-                    path: path.clone(),
-                    detail: e.to_string(),
-                })?;
+                let vault: Vault =
+                    serde_json::from_slice(&bytes).map_err(|e| EmulatorError::State {
+                        path: path.clone(),
+                        detail: e.to_string(),
+                    })?;
                 if vault.format != STATE_FORMAT {
                     return Err(EmulatorError::State {
                         path,
-                        detail: format!("format {} is not the supported {STATE_FORMAT}", vault.format),
+                        detail: format!(
+                            "format {} is not the supported {STATE_FORMAT}",
+                            vault.format
+                        ),
                     });
                 }
                 Ok(vault)
@@ -200,10 +204,14 @@ impl Vault {
             source,
         };
         let json = serde_json::to_vec_pretty(self).map_err(|e| io("cannot encode", e.into()))?;
-        let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| io("cannot create a temporary file for", e))?;
+        let mut file = tempfile::NamedTempFile::new_in(dir)
+            .map_err(|e| io("cannot create a temporary file for", e))?;
         std::io::Write::write_all(&mut file, &json).map_err(|e| io("cannot write", e))?;
-        file.as_file().sync_all().map_err(|e| io("cannot sync", e))?;
-        file.persist(&path).map_err(|e| io("cannot replace", e.error))?;
+        file.as_file()
+            .sync_all()
+            .map_err(|e| io("cannot sync", e))?;
+        file.persist(&path)
+            .map_err(|e| io("cannot replace", e.error))?;
         Ok(())
     }
 
@@ -217,7 +225,12 @@ impl Vault {
             .find(|i| i.object_id.eq_ignore_ascii_case(object_id))
     }
 
-    pub fn put_identity(&mut self, client_id: &str, secrets: Vec<String>, certificates: Vec<String>) {
+    pub fn put_identity(
+        &mut self,
+        client_id: &str,
+        secrets: Vec<String>,
+        certificates: Vec<String>,
+    ) {
         let key = client_id.to_ascii_lowercase();
         let object_id = self
             .identities
@@ -271,7 +284,11 @@ impl Vault {
         )
     }
 
-    fn push_secret_version(&mut self, name: &str, version: SecretVersion) -> (String, SecretVersion) {
+    fn push_secret_version(
+        &mut self,
+        name: &str,
+        version: SecretVersion,
+    ) -> (String, SecretVersion) {
         let entry = self
             .secrets
             .entry(name.to_ascii_lowercase())
@@ -283,14 +300,24 @@ impl Vault {
         (entry.name.clone(), version)
     }
 
-    fn find_secret(&self, name: &str, version: Option<&str>) -> Result<(&SecretEntry, &SecretVersion), ApiError> {
+    fn find_secret(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<(&SecretEntry, &SecretVersion), ApiError> {
         let not_found = || match version {
             Some(v) => ApiError::secret_not_found(&format!("{name}/{v}")),
             None => ApiError::secret_not_found(name),
         };
-        let entry = self.secrets.get(&name.to_ascii_lowercase()).ok_or_else(not_found)?;
+        let entry = self
+            .secrets
+            .get(&name.to_ascii_lowercase())
+            .ok_or_else(not_found)?;
         let found = match version {
-            Some(v) => entry.versions.iter().find(|s| s.version.eq_ignore_ascii_case(v)),
+            Some(v) => entry
+                .versions
+                .iter()
+                .find(|s| s.version.eq_ignore_ascii_case(v)),
             None => entry.versions.last(),
         };
         Ok((entry, found.ok_or_else(not_found)?))
@@ -298,7 +325,11 @@ impl Vault {
 
     /// GET semantics: a disabled version answers 403 `SecretDisabled` (no fall-back to an older
     /// version, as recorded).
-    pub fn get_secret(&self, name: &str, version: Option<&str>) -> Result<(&SecretEntry, &SecretVersion), ApiError> {
+    pub fn get_secret(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<(&SecretEntry, &SecretVersion), ApiError> {
         let (entry, found) = self.find_secret(name, version)?;
         if !found.enabled {
             return Err(ApiError::secret_disabled("get"));
@@ -321,7 +352,10 @@ impl Vault {
     ) -> Result<(String, SecretVersion), ApiError> {
         let (entry, found) = self.find_secret(name, version)?;
         let (key, target) = (entry.name.to_ascii_lowercase(), found.version.clone());
-        let entry = self.secrets.get_mut(&key).ok_or_else(|| ApiError::secret_not_found(name))?;
+        let entry = self
+            .secrets
+            .get_mut(&key)
+            .ok_or_else(|| ApiError::secret_not_found(name))?;
         let name = entry.name.clone();
         let found = entry
             .versions
@@ -363,6 +397,7 @@ impl Vault {
     // ---- certificates --------------------------------------------------------------------
 
     /// Stores a new certificate version and its backing secret (same name and version).
+    #[allow(clippy::too_many_arguments)]
     fn add_certificate_version(
         &mut self,
         name: &str,
@@ -374,10 +409,13 @@ impl Vault {
         from_create: bool,
         now: i64,
     ) -> Result<String, ApiError> {
-        let leaf = chain.first().ok_or_else(|| ApiError::bad_parameter("the certificate chain is empty"))?;
+        let leaf = chain
+            .first()
+            .ok_or_else(|| ApiError::bad_parameter("the certificate chain is empty"))?;
         let (nbf, exp) = certs::validity(leaf).map_err(ApiError::bad_parameter)?;
         let content_type = policy.content_type().unwrap_or(PKCS12).to_owned();
-        let value = certs::secret_value(&content_type, chain, key_pkcs8).map_err(ApiError::bad_parameter)?;
+        let value = certs::secret_value(&content_type, chain, key_pkcs8)
+            .map_err(ApiError::bad_parameter)?;
         let version = certs::new_version();
         let entry = self
             .certificates
@@ -445,7 +483,8 @@ impl Vault {
                 "Content type '{content_type}' is not supported; use application/x-pkcs12 or application/x-pem-file"
             )));
         }
-        let mut resolved = certs::policy_from_certificate(leaf, &content_type, now).map_err(ApiError::bad_parameter)?;
+        let mut resolved = certs::policy_from_certificate(leaf, &content_type, now)
+            .map_err(ApiError::bad_parameter)?;
         if let (Some(given_key), Some(key)) = (given.key_props, resolved.key_props.as_mut()) {
             if let Some(exportable) = given_key.exportable {
                 key.exportable = Some(exportable);
@@ -496,7 +535,11 @@ impl Vault {
                 versions: Vec::new(),
                 pending: None,
             });
-        if entry.pending.as_ref().is_some_and(|p| p.status == "inProgress") {
+        if entry
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.status == "inProgress")
+        {
             return Err(ApiError::conflict(format!(
                 "Certificate {} is currently being operated and cannot be updated.",
                 entry.name
@@ -530,8 +573,12 @@ impl Vault {
             .map(|(k, _)| k.clone())
             .collect();
         for key in &due {
-            let Some(entry) = self.certificates.get(key) else { continue };
-            let Some(pending) = entry.pending.clone() else { continue };
+            let Some(entry) = self.certificates.get(key) else {
+                continue;
+            };
+            let Some(pending) = entry.pending.clone() else {
+                continue;
+            };
             let result = Self::make_created_certificate(&entry.policy, &pending, now_ms / 1000);
             let (name, policy) = (entry.name.clone(), entry.policy.clone());
             let outcome = result.and_then(|(chain, key)| {
@@ -547,7 +594,11 @@ impl Vault {
                 )
                 .map_err(|e| e.message)
             });
-            if let Some(pending) = self.certificates.get_mut(key).and_then(|e| e.pending.as_mut()) {
+            if let Some(pending) = self
+                .certificates
+                .get_mut(key)
+                .and_then(|e| e.pending.as_mut())
+            {
                 pending.key = None;
                 match outcome {
                     Ok(_) => pending.status = "completed".to_owned(),
@@ -566,7 +617,10 @@ impl Vault {
         pending: &PendingOperation,
         now: i64,
     ) -> Result<(Vec<Vec<u8>>, Vec<u8>), String> {
-        let (key_b64, alg) = pending.key.as_ref().ok_or("the pending operation lost its key")?;
+        let (key_b64, alg) = pending
+            .key
+            .as_ref()
+            .ok_or("the pending operation lost its key")?;
         let pkcs8 = STANDARD.decode(key_b64).map_err(|e| e.to_string())?;
         let key = GeneratedKey {
             pkcs8,
@@ -597,11 +651,12 @@ impl Vault {
         };
         let entry = self.certificate(name).ok_or_else(not_found)?;
         let found = match version {
-            Some(v) => entry.versions.iter().find(|c| c.version.eq_ignore_ascii_case(v)),
+            Some(v) => entry
+                .versions
+                .iter()
+                .find(|c| c.version.eq_ignore_ascii_case(v)),
             None => entry.versions.last(),
         };
         Ok((entry, found.ok_or_else(not_found)?))
     }
-
 }
-

@@ -72,7 +72,8 @@ pub(crate) fn write(path: &Path, contents: &str, private: bool) -> Result<(), Em
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(0o644)).map_err(io)?;
+            std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(0o644))
+                .map_err(io)?;
         }
     }
     file.persist(path).map_err(|e| io(e.error))?;
@@ -81,7 +82,10 @@ pub(crate) fn write(path: &Path, contents: &str, private: bool) -> Result<(), Em
 
 /// Loads (or makes) the CA and makes the https certificate for `extra_ip` besides the loopback
 /// names.
-pub(crate) fn setup(state_dir: &Path, extra_ip: Option<IpAddr>) -> Result<TlsMaterial, EmulatorError> {
+pub(crate) fn setup(
+    state_dir: &Path,
+    extra_ip: Option<IpAddr>,
+) -> Result<TlsMaterial, EmulatorError> {
     let ca_path = state_dir.join(CA_FILE);
     let ca_key_path = state_dir.join(CA_KEY_FILE);
     let (ca_key, ca_pem) = match (read(&ca_key_path)?, read(&ca_path)?) {
@@ -99,12 +103,19 @@ pub(crate) fn setup(state_dir: &Path, extra_ip: Option<IpAddr>) -> Result<TlsMat
 
     let mut params = CertificateParams::new(vec!["localhost".to_owned()]).map_err(tls_err)?;
     params.distinguished_name = DistinguishedName::new();
-    params.distinguished_name.push(DnType::CommonName, "localhost");
-    let mut ips: Vec<IpAddr> = vec!["127.0.0.1".parse().map_err(tls_err)?, "::1".parse().map_err(tls_err)?];
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let mut ips: Vec<IpAddr> = vec![
+        "127.0.0.1".parse().map_err(tls_err)?,
+        "::1".parse().map_err(tls_err)?,
+    ];
     if let Some(ip) = extra_ip.filter(|ip| !ip.is_unspecified() && !ips.contains(ip)) {
         ips.push(ip);
     }
-    params.subject_alt_names.extend(ips.into_iter().map(SanType::IpAddress));
+    params
+        .subject_alt_names
+        .extend(ips.into_iter().map(SanType::IpAddress));
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     let now = time::OffsetDateTime::now_utc();
@@ -112,8 +123,14 @@ pub(crate) fn setup(state_dir: &Path, extra_ip: Option<IpAddr>) -> Result<TlsMat
     params.not_after = now + time::Duration::days(365);
     params.use_authority_key_identifier_extension = true;
     let server_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(tls_err)?;
-    let server_cert = params.signed_by(&server_key, &issuer, &ca_key).map_err(tls_err)?;
-    write(&state_dir.join(TLS_KEY_FILE), &server_key.serialize_pem(), true)?;
+    let server_cert = params
+        .signed_by(&server_key, &issuer, &ca_key)
+        .map_err(tls_err)?;
+    write(
+        &state_dir.join(TLS_KEY_FILE),
+        &server_key.serialize_pem(),
+        true,
+    )?;
     write(&state_dir.join(TLS_FILE), &server_cert.pem(), false)?;
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());

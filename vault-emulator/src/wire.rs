@@ -9,7 +9,13 @@ use crate::state::{CertificateEntry, CertificateVersion, PendingOperation, Secre
 const RECOVERY_LEVEL: &str = "CustomizedRecoverable+Purgeable";
 const RECOVERABLE_DAYS: i64 = 7;
 
-fn attributes(enabled: bool, nbf: Option<i64>, exp: Option<i64>, created: i64, updated: i64) -> Value {
+fn attributes(
+    enabled: bool,
+    nbf: Option<i64>,
+    exp: Option<i64>,
+    created: i64,
+    updated: i64,
+) -> Value {
     let mut map = Map::new();
     map.insert("enabled".into(), json!(enabled));
     if let Some(nbf) = nbf {
@@ -77,7 +83,11 @@ fn certificate_attributes(v: &CertificateVersion) -> Value {
     attributes(v.enabled, Some(v.nbf), Some(v.exp), v.created, v.updated)
 }
 
-pub(crate) fn certificate_bundle(base: &str, entry: &CertificateEntry, v: &CertificateVersion) -> Value {
+pub(crate) fn certificate_bundle(
+    base: &str,
+    entry: &CertificateEntry,
+    v: &CertificateVersion,
+) -> Value {
     let name = &entry.name;
     let mut body = json!({
         "id": format!("{base}certificates/{name}/{}", v.version),

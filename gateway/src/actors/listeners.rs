@@ -68,9 +68,28 @@ impl Handler<Install> for ListenersActor {
                 let thumbprint = msg.bundle.thumbprint();
                 let current = slot.current();
                 let previous = current.as_ref().map(|c| c.thumbprint());
+                let validation = listener::validate(&msg.bundle, slot.hostnames(), SystemTime::now());
                 // The gate runs even for the certificate already served: the same leaf with a
                 // wrong key or a broken chain is a bad source, and must be reported as such.
-                match listener::validate(&msg.bundle, slot.hostnames(), SystemTime::now()) {
+                let unchanged = matches!((&validation, &current), (Ok(validated), Some(served))
+                    if served.thumbprint() == thumbprint
+                        && served.certified_key().cert == validated.certified_key().cert);
+                if unchanged {
+                    return Ok(InstallOutcome::Unchanged { thumbprint });
+                }
+                if msg.fetched {
+                    append
+                        .send(Append {
+                            listener: msg.listener.clone(),
+                            event: Event::CertificateFetched {
+                                source: msg.source.clone(),
+                                version: msg.version.clone(),
+                                thumbprint,
+                            },
+                        })
+                        .await??;
+                }
+                match validation {
                     Err(rejection) => {
                         let reason = rejection.to_string();
                         warn!(listener = %msg.listener, %thumbprint, source = %msg.source, %reason, "certificate rejected; the previous one stays in service");
@@ -86,14 +105,6 @@ impl Handler<Install> for ListenersActor {
                             })
                             .await??;
                         Ok(InstallOutcome::Rejected { thumbprint, reason })
-                    }
-                    Ok(validated)
-                        if current.as_ref().is_some_and(|c| {
-                            c.thumbprint() == thumbprint
-                                && c.certified_key().cert == validated.certified_key().cert
-                        }) =>
-                    {
-                        Ok(InstallOutcome::Unchanged { thumbprint })
                     }
                     Ok(validated) => {
                         record_install

@@ -4,6 +4,14 @@
 use actix::Message;
 use cert_bundle::{CertificateBundle, Thumbprint};
 use event_log::{Envelope, Event, EventLogError, InstalledCertificate, Query, State, Trigger};
+use vault_client::{FetchedCertificate, SecretId, VaultError};
+
+/// Fetch a certificate (its secret) from Key Vault, with the client's retries.
+#[derive(Message)]
+#[rtype(result = "Result<FetchedCertificate, VaultError>")]
+pub struct FetchCertificate {
+    pub id: SecretId,
+}
 
 /// Append one event to the log for a listener; the reply is the stored envelope.
 #[derive(Message)]
@@ -55,6 +63,9 @@ pub struct Install {
     /// The Key Vault version, when the bundle came from Key Vault.
     pub version: Option<String>,
     pub trigger: Trigger,
+    /// The bundle was just fetched from a remote source: unless it turns out to be the one already
+    /// served, a `certificate_fetched` event is recorded before the install or rejection.
+    pub fetched: bool,
 }
 
 /// Serve the listener's last installed certificate from the log again, recording a "restored"

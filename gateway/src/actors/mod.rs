@@ -4,6 +4,8 @@ pub mod messages;
 
 mod event_log;
 mod listeners;
+mod vault;
 
 pub use event_log::EventLogActor;
 pub use listeners::ListenersActor;
+pub use vault::VaultActor;
