@@ -13,7 +13,12 @@ pub fn check(config: &Config) -> anyhow::Result<Vec<String>> {
     let mut report = Vec::new();
     for listener in &config.listeners {
         match (&listener.certificate, listener.protocol) {
-            (Some(CertificateSource::KeyVault { key_vault_secret_id }), Protocol::Https) => {
+            (
+                Some(CertificateSource::KeyVault {
+                    key_vault_secret_id,
+                }),
+                Protocol::Https,
+            ) => {
                 let id = crate::keyvault::secret_id(config, key_vault_secret_id)?;
                 let rotation = if id.is_versioned() {
                     "pinned to this version: it will never rotate (use the versionless URI to follow new versions)"
@@ -68,23 +73,36 @@ pub fn check(config: &Config) -> anyhow::Result<Vec<String>> {
 /// certificate in it, never its key.
 pub async fn fetch(config: &Config, uri: &str) -> anyhow::Result<Vec<String>> {
     let id = crate::keyvault::secret_id(config, uri)?;
-    let client = crate::keyvault::vault_client(config)?
-        .ok_or_else(|| anyhow::anyhow!("{}: `gateway fetch` needs an [identity] section", config.path.display()))?;
+    let client = crate::keyvault::vault_client(config)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: `gateway fetch` needs an [identity] section",
+            config.path.display()
+        )
+    })?;
     let fetched = client.fetch_certificate(&id).await?;
     let mut lines = vec![
         format!("secret:      {}", fetched.id),
         format!("version:     {}", fetched.version),
         format!("content:     {}", fetched.content_type),
         format!("thumbprint:  {} (SHA-256)", fetched.bundle.thumbprint()),
-        format!("chain:       {} certificate(s)", fetched.bundle.chain().len()),
+        format!(
+            "chain:       {} certificate(s)",
+            fetched.bundle.chain().len()
+        ),
     ];
     match listener::validate(&fetched.bundle, &[], SystemTime::now()) {
         Ok(validated) => {
             lines.push(format!("subject:     {}", validated.subject()));
             lines.push(format!("issuer:      {}", validated.issuer()));
             lines.push(format!("names:       {}", validated.dns_names().join(", ")));
-            lines.push(format!("not before:  {}", crate::audit::format_time_s(validated.not_before())));
-            lines.push(format!("not after:   {}", crate::audit::format_time_s(validated.not_after())));
+            lines.push(format!(
+                "not before:  {}",
+                crate::audit::format_time_s(validated.not_before())
+            ));
+            lines.push(format!(
+                "not after:   {}",
+                crate::audit::format_time_s(validated.not_after())
+            ));
             lines.push(format!("key:         {}", validated.key()));
         }
         Err(rejection) => lines.push(format!("would be rejected: {rejection}")),

@@ -270,8 +270,13 @@ impl Config {
                 key_vault_secret_id,
             }) = &listener.certificate
             {
-                vault_client::SecretId::parse_with_allowed_hosts(key_vault_secret_id, &self.vault.allowed_hosts)
-                    .map_err(|err| format!("listener `{}`: key_vault_secret_id: {err}", listener.name))?;
+                vault_client::SecretId::parse_with_allowed_hosts(
+                    key_vault_secret_id,
+                    &self.vault.allowed_hosts,
+                )
+                .map_err(|err| {
+                    format!("listener `{}`: key_vault_secret_id: {err}", listener.name)
+                })?;
                 if self.identity.is_none() {
                     return Err(format!(
                         "listener `{}` reads its certificate from Key Vault, which needs an [identity] section",

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use identity::{
-    AppService, ClientSecret, ManagedIdentity, StaticToken, TokenCache, TokenSource, UserAssignedId,
-    WorkloadIdentity,
+    AppService, ClientSecret, ManagedIdentity, StaticToken, TokenCache, TokenSource,
+    UserAssignedId, WorkloadIdentity,
 };
 use vault_client::{SecretId, VaultClient, VaultClientConfig};
 
@@ -30,7 +30,9 @@ pub fn token_cache(config: &IdentityConfig) -> anyhow::Result<TokenCache> {
         IdentityKind::ManagedIdentity => {
             let mut source = ManagedIdentity::new().with_user_assigned(user_assigned);
             if let Some(endpoint) = &config.endpoint {
-                source = source.with_endpoint(endpoint).context("[identity] endpoint")?;
+                source = source
+                    .with_endpoint(endpoint)
+                    .context("[identity] endpoint")?;
             }
             Arc::new(source)
         }
@@ -63,20 +65,31 @@ pub fn token_cache(config: &IdentityConfig) -> anyhow::Result<TokenCache> {
                 .tenant_id
                 .clone()
                 .or_else(|| env("AZURE_TENANT_ID"))
-                .context("[identity] kind = \"client-secret\" needs tenant_id (or AZURE_TENANT_ID)")?;
+                .context(
+                    "[identity] kind = \"client-secret\" needs tenant_id (or AZURE_TENANT_ID)",
+                )?;
             let client_id = config
                 .client_id
                 .clone()
                 .or_else(|| env("AZURE_CLIENT_ID"))
-                .context("[identity] kind = \"client-secret\" needs client_id (or AZURE_CLIENT_ID)")?;
+                .context(
+                    "[identity] kind = \"client-secret\" needs client_id (or AZURE_CLIENT_ID)",
+                )?;
             let mut source = ClientSecret::new(&tenant, &client_id, secret)?;
-            if let Some(host) = config.authority_host.clone().or_else(|| env("AZURE_AUTHORITY_HOST")) {
+            if let Some(host) = config
+                .authority_host
+                .clone()
+                .or_else(|| env("AZURE_AUTHORITY_HOST"))
+            {
                 source = source.with_authority_host(&host)?;
             }
             Arc::new(source)
         }
         IdentityKind::Static => {
-            let token_env = config.token_env.as_deref().unwrap_or(DEFAULT_STATIC_TOKEN_ENV);
+            let token_env = config
+                .token_env
+                .as_deref()
+                .unwrap_or(DEFAULT_STATIC_TOKEN_ENV);
             let token = env(token_env).with_context(|| {
                 format!("[identity] kind = \"static\": the environment variable `{token_env}` is not set")
             })?;
@@ -111,5 +124,8 @@ pub fn vault_client(config: &Config) -> anyhow::Result<Option<VaultClient>> {
 
 /// Parses a secret URI with the config's development allowance.
 pub fn secret_id(config: &Config, uri: &str) -> anyhow::Result<SecretId> {
-    Ok(SecretId::parse_with_allowed_hosts(uri, &config.vault.allowed_hosts)?)
+    Ok(SecretId::parse_with_allowed_hosts(
+        uri,
+        &config.vault.allowed_hosts,
+    )?)
 }

@@ -123,7 +123,9 @@ fn check_config(config: PathBuf) -> anyhow::Result<()> {
 
 fn fetch(config: PathBuf, uri: &str) -> anyhow::Result<()> {
     let config = Config::load(&config)?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     for line in runtime.block_on(gateway::check::fetch(&config, uri))? {
         println!("{line}");
     }

@@ -47,7 +47,10 @@ impl fmt::Display for CheckOutcome {
                 Some(from) => write!(f, "rotated {from} -> {to} (version {version})"),
                 None => write!(f, "installed {to} (version {version})"),
             },
-            CheckOutcome::Unchanged { thumbprint, version } => {
+            CheckOutcome::Unchanged {
+                thumbprint,
+                version,
+            } => {
                 write!(f, "unchanged {thumbprint} (version {version})")
             }
             CheckOutcome::Rejected { version, reason } => {
@@ -62,7 +65,10 @@ fn ser_thumbprint<S: serde::Serializer>(t: &Thumbprint, s: S) -> Result<S::Ok, S
     s.collect_str(t)
 }
 
-fn ser_opt_thumbprint<S: serde::Serializer>(t: &Option<Thumbprint>, s: S) -> Result<S::Ok, S::Error> {
+fn ser_opt_thumbprint<S: serde::Serializer>(
+    t: &Option<Thumbprint>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     match t {
         Some(t) => s.collect_str(t),
         None => s.serialize_none(),
@@ -136,7 +142,10 @@ impl Checker {
                 to: thumbprint,
                 version,
             },
-            InstallOutcome::Unchanged { thumbprint } => CheckOutcome::Unchanged { thumbprint, version },
+            InstallOutcome::Unchanged { thumbprint } => CheckOutcome::Unchanged {
+                thumbprint,
+                version,
+            },
             InstallOutcome::Rejected { reason, .. } => CheckOutcome::Rejected { version, reason },
         })
     }
@@ -153,7 +162,9 @@ impl Checker {
                     info!(listener, "the listener has a certificate and is ready");
                     return;
                 }
-                Ok(outcome) => warn!(listener, %outcome, retry_in = ?delay, "the listener still has no certificate"),
+                Ok(outcome) => {
+                    warn!(listener, %outcome, retry_in = ?delay, "the listener still has no certificate")
+                }
                 Err(err) => warn!(listener, error = %format!("{err:#}"), "check failed"),
             }
             delay = (delay * 2).min(Duration::from_secs(300));

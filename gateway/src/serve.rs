@@ -20,8 +20,8 @@ use crate::actors::messages::{Append, Install, InstallOutcome, ReadState, Restor
 use crate::actors::{EventLogActor, ListenersActor, VaultActor};
 use crate::config::{CertificateSource, Config, ListenerConfig, Protocol};
 use crate::keyvault;
-use crate::refresh::{CheckOutcome, Checker};
 use crate::proxy::{self, BackendPool, Route, Site, Sites};
+use crate::refresh::{CheckOutcome, Checker};
 use crate::sources;
 
 /// A listener that is accepting connections.
@@ -109,7 +109,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
     let state = log_actor.send(ReadState).await??;
     let mut after_bind = Vec::new();
-    for listener in config.listeners.iter().filter(|l| l.protocol == Protocol::Https) {
+    for listener in config
+        .listeners
+        .iter()
+        .filter(|l| l.protocol == Protocol::Https)
+    {
         let configured = state
             .listeners
             .get(&listener.name)
@@ -129,15 +133,25 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let running = bind_all(&config, &slots).await?;
     for pending in after_bind {
         match pending {
-            AfterBind::Check { checker, listener, id } => {
+            AfterBind::Check {
+                checker,
+                listener,
+                id,
+            } => {
                 actix_web::rt::spawn(async move {
                     match checker.check(&listener, &id, Trigger::Startup, true).await {
                         Ok(outcome) => info!(listener, %outcome, "startup check against Key Vault"),
-                        Err(err) => warn!(listener, error = %format!("{err:#}"), "startup check failed"),
+                        Err(err) => {
+                            warn!(listener, error = %format!("{err:#}"), "startup check failed")
+                        }
                     }
                 });
             }
-            AfterBind::RetryUntilInstalled { checker, listener, id } => {
+            AfterBind::RetryUntilInstalled {
+                checker,
+                listener,
+                id,
+            } => {
                 actix_web::rt::spawn(checker.until_installed(listener, id));
             }
         }
@@ -190,12 +204,17 @@ async fn reconcile(
             listener: listener.name.clone(),
         })
         .await??;
-    let CertificateSource::KeyVault { key_vault_secret_id } = &source else {
+    let CertificateSource::KeyVault {
+        key_vault_secret_id,
+    } = &source
+    else {
         reconcile_file(listener, source, restored, log, listeners).await?;
         return Ok(None);
     };
     let id = keyvault::secret_id(config, key_vault_secret_id)?;
-    let checker = checker.context("a Key Vault listener needs [identity]")?.clone();
+    let checker = checker
+        .context("a Key Vault listener needs [identity]")?
+        .clone();
     let name = listener.name.clone();
     if restored.is_some() {
         return Ok(Some(AfterBind::Check {

@@ -91,7 +91,9 @@ fn tenant_of(uri: &str) -> Option<String> {
 /// header is another scheme.
 fn bearer_params(header: &str) -> Option<Vec<(String, String)>> {
     let header = header.trim();
-    let (scheme, rest) = header.split_once(char::is_whitespace).unwrap_or((header, ""));
+    let (scheme, rest) = header
+        .split_once(char::is_whitespace)
+        .unwrap_or((header, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
         return None;
     }
@@ -167,12 +169,16 @@ mod tests {
     fn parses_the_forms_the_sdks_accept() {
         let tenant = "12345678-1234-1234-1234-123456789012";
         check(
-            &format!(r#"Bearer authorization="https://login.windows.net/{tenant}", resource="https://vault.azure.net""#),
+            &format!(
+                r#"Bearer authorization="https://login.windows.net/{tenant}", resource="https://vault.azure.net""#
+            ),
             "https://vault.azure.net/.default",
             Some(tenant),
         );
         check(
-            &format!(r#"Bearer authorization_uri="https://login.microsoftonline.com/{tenant}/", scope="https://vault.azure.net/.default""#),
+            &format!(
+                r#"Bearer authorization_uri="https://login.microsoftonline.com/{tenant}/", scope="https://vault.azure.net/.default""#
+            ),
             "https://vault.azure.net/.default",
             Some(tenant),
         );
@@ -194,7 +200,10 @@ mod tests {
         assert!(Challenge::parse([]).is_err());
         assert!(Challenge::parse(["Basic realm=\"x\""]).is_err());
         assert!(Challenge::parse(["Bearer authorization=\"https://login/x\""]).is_err());
-        let c = Challenge::parse(["PoP nonce=\"x\"", "Bearer resource=\"https://vault.azure.net\""]);
+        let c = Challenge::parse([
+            "PoP nonce=\"x\"",
+            "Bearer resource=\"https://vault.azure.net\"",
+        ]);
         assert_eq!(c.unwrap().scope, "https://vault.azure.net/.default");
     }
 

@@ -42,7 +42,10 @@ impl Default for RetryPolicy {
     /// 1, 2, 4, 8 and 16 s between attempts (Key Vault's throttling guidance), 30 s per request.
     fn default() -> Self {
         RetryPolicy {
-            delays: [1, 2, 4, 8, 16].into_iter().map(Duration::from_secs).collect(),
+            delays: [1, 2, 4, 8, 16]
+                .into_iter()
+                .map(Duration::from_secs)
+                .collect(),
             request_timeout: Duration::from_secs(30),
         }
     }
@@ -92,7 +95,10 @@ impl fmt::Debug for VaultClientConfig {
             .field("tokens", &self.tokens)
             .field(
                 "extra_root_pem",
-                &self.extra_root_pem.as_ref().map(|p| format!("{} bytes", p.len())),
+                &self
+                    .extra_root_pem
+                    .as_ref()
+                    .map(|p| format!("{} bytes", p.len())),
             )
             .field("allowed_hosts", &self.allowed_hosts)
             .field("retry", &self.retry)
@@ -217,12 +223,16 @@ impl VaultClient {
             .connect_timeout(config.retry.request_timeout)
             .user_agent(concat!("vault-client/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = &config.extra_root_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| VaultError::Setup {
-                detail: format!("the extra CA certificates ([vault] ca_file) are not valid PEM: {e}"),
-            })?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| VaultError::Setup {
+                    detail: format!(
+                        "the extra CA certificates ([vault] ca_file) are not valid PEM: {e}"
+                    ),
+                })?;
             if certs.is_empty() {
                 return Err(VaultError::Setup {
-                    detail: "the extra CA file ([vault] ca_file) holds no PEM certificate".to_owned(),
+                    detail: "the extra CA file ([vault] ca_file) holds no PEM certificate"
+                        .to_owned(),
                 });
             }
             for cert in certs {
@@ -444,7 +454,7 @@ impl VaultClient {
             .map_err(|source| VaultError::Identity {
                 vault: ctx.vault.clone(),
                 secret: ctx.secret.clone(),
-                source,
+                source: Box::new(source),
             })
     }
 
@@ -491,7 +501,11 @@ impl VaultClient {
         })
     }
 
-    fn certificate_from(&self, ctx: &Ctx<'_>, body: &[u8]) -> Result<FetchedCertificate, VaultError> {
+    fn certificate_from(
+        &self,
+        ctx: &Ctx<'_>,
+        body: &[u8],
+    ) -> Result<FetchedCertificate, VaultError> {
         let invalid = |detail: String| VaultError::InvalidResponse {
             vault: ctx.vault.clone(),
             secret: ctx.secret.clone(),
@@ -524,7 +538,11 @@ impl VaultClient {
                 version
             }
             (None, Some(asked)) => asked.to_owned(),
-            (None, None) => return Err(invalid("it has no id, so its version is unknown".to_owned())),
+            (None, None) => {
+                return Err(invalid(
+                    "it has no id, so its version is unknown".to_owned(),
+                ))
+            }
         };
         let id = ctx
             .id
@@ -548,9 +566,10 @@ impl VaultClient {
             DecodeError::Invalid { read_as, detail } => VaultError::InvalidSecretValue {
                 vault: ctx.vault.clone(),
                 secret: named.clone(),
-                content_type: content_type
-                    .filter(|c| !c.trim().is_empty())
-                    .map_or_else(|| format!("no content type, read as {read_as}"), str::to_owned),
+                content_type: content_type.filter(|c| !c.trim().is_empty()).map_or_else(
+                    || format!("no content type, read as {read_as}"),
+                    str::to_owned,
+                ),
                 detail,
             },
         })?;
@@ -648,7 +667,10 @@ fn describe_body(response: &RawResponse) -> String {
             } else {
                 format!("{}: ", codes.join("/"))
             };
-            format!("{codes}{}", one_line(message.as_deref().unwrap_or("(no message)")))
+            format!(
+                "{codes}{}",
+                one_line(message.as_deref().unwrap_or("(no message)"))
+            )
         }
         None => {
             let content_type = response
@@ -666,7 +688,12 @@ fn describe_body(response: &RawResponse) -> String {
 }
 
 /// The error of a non-2xx response.
-fn status_error(ctx: &Ctx<'_>, identity: &str, response: &RawResponse, attempts: u32) -> VaultError {
+fn status_error(
+    ctx: &Ctx<'_>,
+    identity: &str,
+    response: &RawResponse,
+    attempts: u32,
+) -> VaultError {
     let status = response.status.as_u16();
     let (codes, message) = error_codes(&response.body).unwrap_or_default();
     let message = message.unwrap_or_default();
@@ -760,7 +787,12 @@ fn status_error(ctx: &Ctx<'_>, identity: &str, response: &RawResponse, attempts:
 
 /// `Retry-After` in seconds, or Azure's `retry-after-ms` / `x-ms-retry-after-ms`.
 fn retry_after_of(headers: &HeaderMap) -> Option<Duration> {
-    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
     for name in ["retry-after-ms", "x-ms-retry-after-ms"] {
         if let Some(ms) = get(name).and_then(|v| v.parse::<f64>().ok()) {
             if ms.is_finite() && ms >= 0.0 {
@@ -855,7 +887,8 @@ mod tests {
             },
         );
         let ctx = Ctx::new(&id);
-        let url = Url::parse("http://myvault.vault.azure.net/secrets/site?api-version=7.5").unwrap();
+        let url =
+            Url::parse("http://myvault.vault.azure.net/secrets/site?api-version=7.5").unwrap();
         let Err(Failure::Final(error)) = client.get_authorized(&url, &ctx).await else {
             panic!("expected a final error");
         };
@@ -878,7 +911,10 @@ mod tests {
         h.insert("retry-after-ms", "250".parse().unwrap());
         assert_eq!(retry_after_of(&h), Some(Duration::from_millis(250)));
         let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        h.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
         assert_eq!(retry_after_of(&h), None);
     }
 
@@ -894,10 +930,23 @@ mod tests {
     fn returned_ids_give_the_version() {
         let v = "06a7e4e3e63c431d8245883d2069d786";
         assert_eq!(
-            version_of(&format!("https://x.vault.azure.net/secrets/Name/{v}"), "name").as_deref(),
+            version_of(
+                &format!("https://x.vault.azure.net/secrets/Name/{v}"),
+                "name"
+            )
+            .as_deref(),
             Some(v)
         );
-        assert_eq!(version_of(&format!("https://x.vault.azure.net/secrets/other/{v}"), "name"), None);
-        assert_eq!(version_of("https://x.vault.azure.net/secrets/name", "name"), None);
+        assert_eq!(
+            version_of(
+                &format!("https://x.vault.azure.net/secrets/other/{v}"),
+                "name"
+            ),
+            None
+        );
+        assert_eq!(
+            version_of("https://x.vault.azure.net/secrets/name", "name"),
+            None
+        );
     }
 }

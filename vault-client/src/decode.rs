@@ -104,7 +104,9 @@ fn read(value: &str, format: Format) -> Result<CertificateBundle, DecodeError> {
             let compact: String = value.chars().filter(|c| !c.is_ascii_whitespace()).collect();
             let der = base64::engine::general_purpose::STANDARD
                 .decode(compact.as_bytes())
-                .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(compact.as_bytes()))
+                .or_else(|_| {
+                    base64::engine::general_purpose::STANDARD_NO_PAD.decode(compact.as_bytes())
+                })
                 .map_err(|_| DecodeError::Invalid {
                     read_as: "base64 PKCS#12".to_owned(),
                     detail: "the value is not valid base64".to_owned(),

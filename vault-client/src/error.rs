@@ -102,11 +102,13 @@ pub enum VaultError {
         secret: String,
         /// The identity's error; its class decides this one's.
         #[source]
-        source: identity::IdentityError,
+        source: Box<identity::IdentityError>,
     },
 
     /// The vault refused a fresh token twice (401).
-    #[error("identity {identity} was refused by vault {vault} (401, reading secret {secret}): {detail}")]
+    #[error(
+        "identity {identity} was refused by vault {vault} (401, reading secret {secret}): {detail}"
+    )]
     Unauthorized {
         /// The identity (its kind, endpoint and id; never a token).
         identity: String,
@@ -193,7 +195,9 @@ pub enum VaultError {
     },
 
     /// Another 403.
-    #[error("vault {vault} refused identity {identity} reading secret {secret} (403 {code}): {detail}")]
+    #[error(
+        "vault {vault} refused identity {identity} reading secret {secret} (403 {code}): {detail}"
+    )]
     Forbidden {
         /// The identity.
         identity: String,

@@ -160,7 +160,7 @@ impl SecretId {
         }
         if url.query().is_some() || url.fragment().is_some() {
             return Err(err(
-                "it must not carry a query (`?…`) or fragment (`#…`)".to_owned(),
+                "it must not carry a query (`?…`) or fragment (`#…`)".to_owned()
             ));
         }
         let host = url
@@ -417,7 +417,7 @@ fn parse_path(path: &str) -> Result<(ObjectKind, String, Option<String>), String
     check_name(name).map_err(|reason| format!("the {collection} name {name:?} {reason}"))?;
     let version = match segments.get(2) {
         None => None,
-        Some(v) if v.is_empty() => return Err("the path has an empty segment (`//`)".to_owned()),
+        Some(&"") => return Err("the path has an empty segment (`//`)".to_owned()),
         Some(v) => Some(check_version(v)?),
     };
     if segments.len() > 3 {

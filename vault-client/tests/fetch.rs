@@ -68,7 +68,9 @@ async fn pkcs12_secret_of_real_key_vault_opens_and_is_the_recorded_certificate()
     let source = CountingSource::new();
     let client = vault.client(tokens(&source));
     // The JS SDK's own request path, trailing slash included.
-    let id = client.parse_id(&vault.uri(&recorded_path(&answer))).unwrap();
+    let id = client
+        .parse_id(&vault.uri(&recorded_path(&answer)))
+        .unwrap();
     assert!(!id.is_versioned());
 
     let fetched = client.fetch_certificate(&id).await.unwrap();
@@ -77,7 +79,10 @@ async fn pkcs12_secret_of_real_key_vault_opens_and_is_the_recorded_certificate()
     assert_eq!(fetched.bundle.thumbprint(), Thumbprint::of(&cer));
     assert_eq!(fetched.bundle.leaf().as_ref(), cer.as_slice());
     assert_eq!(fetched.version, "06a7e4e3e63c431d8245883d2069d786");
-    assert_eq!(fetched.id.version(), Some("06a7e4e3e63c431d8245883d2069d786"));
+    assert_eq!(
+        fetched.id.version(),
+        Some("06a7e4e3e63c431d8245883d2069d786")
+    );
     assert_eq!(fetched.id.versionless(), id);
     assert_eq!(fetched.content_type, "application/x-pkcs12");
     assert!(fetched.enabled);
@@ -85,33 +90,48 @@ async fn pkcs12_secret_of_real_key_vault_opens_and_is_the_recorded_certificate()
     let attributes = &answer["ResponseBody"]["attributes"];
     assert_eq!(fetched.not_before, attributes["nbf"].as_i64());
     assert_eq!(fetched.expires, attributes["exp"].as_i64());
-    assert_eq!(fetched.kid.as_deref(), answer["ResponseBody"]["kid"].as_str());
+    assert_eq!(
+        fetched.kid.as_deref(),
+        answer["ResponseBody"]["kid"].as_str()
+    );
 
     // Debug shows no key material and not the secret value.
     let debug = format!("{fetched:?}");
     let value = answer["ResponseBody"]["value"].as_str().unwrap();
     assert!(!debug.contains(&value[..40]), "{debug}");
-    assert!(debug.contains(&fetched.bundle.thumbprint().to_string()), "{debug}");
+    assert!(
+        debug.contains(&fetched.bundle.thumbprint().to_string()),
+        "{debug}"
+    );
 
     // Challenge-based auth: the first request has no token, the second the token for the scope
     // the challenge named.
     let requests = vault.requests();
     assert_eq!(requests.len(), 2);
     assert_eq!(requests[0].authorization(), None);
-    assert_eq!(requests[1].authorization(), Some(format!("Bearer {TOKEN}").as_str()));
+    assert_eq!(
+        requests[1].authorization(),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
     let name = id.name();
     for request in &requests {
         assert_eq!(request.method, "GET");
         assert_eq!(request.target, format!("/secrets/{name}?api-version=7.5"));
     }
-    assert_eq!(*source.scopes.lock().unwrap(), ["https://vault.azure.net/.default"]);
+    assert_eq!(
+        *source.scopes.lock().unwrap(),
+        ["https://vault.azure.net/.default"]
+    );
 
     // The challenge is remembered: the next fetch sends the token at once.
     let again = client.fetch_certificate(&id).await.unwrap();
     assert_eq!(again.bundle.thumbprint(), fetched.bundle.thumbprint());
     let requests = vault.requests();
     assert_eq!(requests.len(), 3);
-    assert_eq!(requests[2].authorization(), Some(format!("Bearer {TOKEN}").as_str()));
+    assert_eq!(
+        requests[2].authorization(),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
     assert_eq!(source.calls(), 1, "the token cache served the second fetch");
 }
 
@@ -138,12 +158,18 @@ async fn pem_secret_of_real_key_vault_opens() {
     assert_eq!(fetched.content_type, "application/x-pem-file");
     assert_eq!(fetched.version, "f8ac48a294d941e18d0e5d85b3c8ea3f");
     assert_eq!(fetched.id, id);
-    assert_eq!(fetched.bundle.thumbprint(), Thumbprint::of(&recorded_cer(&recording)));
+    assert_eq!(
+        fetched.bundle.thumbprint(),
+        Thumbprint::of(&recorded_cer(&recording))
+    );
     assert_eq!(fetched.bundle.chain().len(), 1);
     let requests = vault.requests();
     assert_eq!(
         requests[1].target,
-        format!("/secrets/{}/f8ac48a294d941e18d0e5d85b3c8ea3f?api-version=7.5", id.name())
+        format!(
+            "/secrets/{}/f8ac48a294d941e18d0e5d85b3c8ea3f?api-version=7.5",
+            id.name()
+        )
     );
 }
 
@@ -151,7 +177,11 @@ async fn pem_secret_of_real_key_vault_opens() {
 async fn recorded_not_found_errors_are_configuration_errors_naming_the_secret() {
     for (file, path_part, code) in [
         (SECRET_NOT_FOUND_RECORDING, "/secrets/", "SecretNotFound"),
-        (CERTIFICATE_NOT_FOUND_RECORDING, "/certificates/", "CertificateNotFound"),
+        (
+            CERTIFICATE_NOT_FOUND_RECORDING,
+            "/certificates/",
+            "CertificateNotFound",
+        ),
     ] {
         let recording = recording(file);
         let gets = entries(&recording, "GET", path_part);
@@ -162,7 +192,9 @@ async fn recorded_not_found_errors_are_configuration_errors_naming_the_secret() 
         })
         .await;
         let client = vault.client(tokens(&CountingSource::new()));
-        let id = client.parse_id(&vault.uri(&recorded_path(gets[1]))).unwrap();
+        let id = client
+            .parse_id(&vault.uri(&recorded_path(gets[1])))
+            .unwrap();
 
         let error = client.fetch_certificate(&id).await.unwrap_err();
 
@@ -185,7 +217,10 @@ async fn recorded_disabled_secret_is_a_configuration_error() {
 
     let error = client.fetch_certificate(&id).await.unwrap_err();
 
-    assert!(matches!(error, VaultError::SecretDisabled { .. }), "{error:?}");
+    assert!(
+        matches!(error, VaultError::SecretDisabled { .. }),
+        "{error:?}"
+    );
     assert_eq!(error.class(), ErrorClass::Configuration);
     assert_eq!(error.code(), Some("SecretDisabled"));
     assert_message(
@@ -251,7 +286,8 @@ async fn forbidden_errors_give_the_right_advice() {
 
 #[tokio::test]
 async fn throttling_with_retry_after_is_retried_after_the_given_time() {
-    let answer = replay(&secret_exchange(&recording(PKCS12_RECORDING)).1);
+    let recorded = secret_exchange(&recording(PKCS12_RECORDING)).1;
+    let answer = replay(&recorded);
     let vault = TestVault::start(move |request, index| match (request.authorization(), index) {
         (None, _) => Response::challenge(),
         (Some(_), 1) => Response::error(
@@ -265,7 +301,9 @@ async fn throttling_with_retry_after_is_retried_after_the_given_time() {
     })
     .await;
     let client = vault.client(tokens(&CountingSource::new()));
-    let id = client.parse_id(&vault.uri("/secrets/site")).unwrap();
+    let id = client
+        .parse_id(&vault.uri(&recorded_path(&recorded)))
+        .unwrap();
 
     let fetched = client.fetch_certificate(&id).await.unwrap();
 
@@ -275,7 +313,10 @@ async fn throttling_with_retry_after_is_retried_after_the_given_time() {
     assert!(requests[2].authorization().is_some());
     // The schedule says 5 ms; the vault said 1 s.
     let waited = requests[2].at - requests[1].at;
-    assert!(waited >= Duration::from_millis(950), "waited only {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(950),
+        "waited only {waited:?}"
+    );
 }
 
 #[tokio::test]
@@ -283,7 +324,11 @@ async fn server_errors_are_retried_per_the_schedule_then_transient() {
     let vault = challenging_vault(Response::error(500, "InternalServerError", "boom", None)).await;
     let mut config = vault.config(tokens(&CountingSource::new()));
     config.retry = RetryPolicy {
-        delays: vec![Duration::from_millis(1), Duration::from_millis(2), Duration::from_millis(3)],
+        delays: vec![
+            Duration::from_millis(1),
+            Duration::from_millis(2),
+            Duration::from_millis(3),
+        ],
         request_timeout: Duration::from_secs(5),
     };
     let client = VaultClient::new(config).unwrap();
@@ -291,10 +336,32 @@ async fn server_errors_are_retried_per_the_schedule_then_transient() {
 
     let error = client.fetch_certificate(&id).await.unwrap_err();
 
-    assert!(matches!(error, VaultError::Status { status: 500, attempts: 4, .. }), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            VaultError::Status {
+                status: 500,
+                attempts: 4,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
     assert_eq!(error.class(), ErrorClass::Transient);
-    assert_message(&error, &["500", "after 4 attempts", "InternalServerError: boom", "site"]);
-    let authorized = vault.requests().iter().filter(|r| r.authorization().is_some()).count();
+    assert_message(
+        &error,
+        &[
+            "500",
+            "after 4 attempts",
+            "InternalServerError: boom",
+            "site",
+        ],
+    );
+    let authorized = vault
+        .requests()
+        .iter()
+        .filter(|r| r.authorization().is_some())
+        .count();
     assert_eq!(authorized, 4, "one attempt and three retries");
 }
 
@@ -313,12 +380,21 @@ async fn a_vault_that_never_answers_times_out_as_transient() {
         },
     })
     .unwrap();
-    let id = client.parse_id(&format!("https://{authority}/secrets/site")).unwrap();
+    let id = client
+        .parse_id(&format!("https://{authority}/secrets/site"))
+        .unwrap();
 
     let error = client.fetch_certificate(&id).await.unwrap_err();
 
     assert!(
-        matches!(error, VaultError::Unavailable { timed_out: true, attempts: 2, .. }),
+        matches!(
+            error,
+            VaultError::Unavailable {
+                timed_out: true,
+                attempts: 2,
+                ..
+            }
+        ),
         "{error:?}"
     );
     assert_eq!(error.class(), ErrorClass::Transient);
@@ -339,9 +415,20 @@ async fn nothing_listening_is_transient() {
         ..VaultClientConfig::new(tokens(&CountingSource::new()))
     })
     .unwrap();
-    let id = client.parse_id(&format!("https://{authority}/secrets/site")).unwrap();
+    let id = client
+        .parse_id(&format!("https://{authority}/secrets/site"))
+        .unwrap();
     let error = client.fetch_certificate(&id).await.unwrap_err();
-    assert!(matches!(error, VaultError::Unavailable { timed_out: false, .. }), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            VaultError::Unavailable {
+                timed_out: false,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
     assert_eq!(error.class(), ErrorClass::Transient);
     assert_no_token(&error);
 }
@@ -356,19 +443,30 @@ async fn a_certificate_without_its_key_is_refused_as_non_exportable() {
         .unwrap()
         .self_signed(&key)
         .unwrap();
-    let cert_only_pfx = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/cert-only.pfx")).unwrap();
+    let cert_only_pfx = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/cert-only.pfx"
+    ))
+    .unwrap();
     let cert_only_pfx = base64::engine::general_purpose::STANDARD.encode(cert_only_pfx);
     for (value, content_type) in [
         (cert.pem(), "application/x-pem-file"),
         (cert_only_pfx, "application/x-pkcs12"),
     ] {
-        let vault = challenging_vault(Response::json(200, &secret_body(&value, Some(content_type)))).await;
+        let vault = challenging_vault(Response::json(
+            200,
+            &secret_body(&value, Some(content_type)),
+        ))
+        .await;
         let client = vault.client(tokens(&CountingSource::new()));
         let id = client.parse_id(&vault.uri("/secrets/site")).unwrap();
 
         let error = client.fetch_certificate(&id).await.unwrap_err();
 
-        assert!(matches!(error, VaultError::NoPrivateKey { .. }), "{content_type}: {error:?}");
+        assert!(
+            matches!(error, VaultError::NoPrivateKey { .. }),
+            "{content_type}: {error:?}"
+        );
         assert_eq!(error.class(), ErrorClass::Configuration);
         assert_message(
             &error,
@@ -384,7 +482,10 @@ async fn a_certificate_without_its_key_is_refused_as_non_exportable() {
 #[tokio::test]
 async fn content_types_decide_how_the_value_is_read() {
     let recorded = secret_exchange(&recording(PKCS12_RECORDING)).1;
-    let pfx = recorded["ResponseBody"]["value"].as_str().unwrap().to_owned();
+    let pfx = recorded["ResponseBody"]["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     // No content type: the value's form decides.
     let vault = challenging_vault(Response::json(200, &secret_body(&pfx, None))).await;
@@ -408,9 +509,18 @@ async fn content_types_decide_how_the_value_is_read() {
         .fetch_certificate(&client.parse_id(&vault.uri("/secrets/site")).unwrap())
         .await
         .unwrap_err();
-    assert!(matches!(error, VaultError::UnsupportedContentType { .. }), "{error:?}");
+    assert!(
+        matches!(error, VaultError::UnsupportedContentType { .. }),
+        "{error:?}"
+    );
     assert_eq!(error.class(), ErrorClass::Configuration);
-    assert_message(&error, &["\"application/json\"", "application/x-pkcs12 or application/x-pem-file"]);
+    assert_message(
+        &error,
+        &[
+            "\"application/json\"",
+            "application/x-pkcs12 or application/x-pem-file",
+        ],
+    );
     assert!(!error.to_string().contains("hunter2") && !format!("{error:?}").contains("hunter2"));
 
     // PKCS#12 that is not base64.
@@ -424,7 +534,10 @@ async fn content_types_decide_how_the_value_is_read() {
         .fetch_certificate(&client.parse_id(&vault.uri("/secrets/site")).unwrap())
         .await
         .unwrap_err();
-    assert!(matches!(error, VaultError::InvalidSecretValue { .. }), "{error:?}");
+    assert!(
+        matches!(error, VaultError::InvalidSecretValue { .. }),
+        "{error:?}"
+    );
     assert_message(&error, &["not valid base64"]);
     assert!(!error.to_string().contains("hunter2") && !format!("{error:?}").contains("hunter2"));
 
@@ -435,7 +548,10 @@ async fn content_types_decide_how_the_value_is_read() {
         .fetch_certificate(&client.parse_id(&vault.uri("/secrets/site")).unwrap())
         .await
         .unwrap_err();
-    assert!(matches!(error, VaultError::InvalidResponse { .. }), "{error:?}");
+    assert!(
+        matches!(error, VaultError::InvalidResponse { .. }),
+        "{error:?}"
+    );
     assert_no_token(&error);
 }
 
@@ -451,7 +567,11 @@ async fn a_challenge_for_another_domain_is_refused_without_sending_a_token() {
             ))
         })
     };
-    for resource in ["https://vault.azure.cn", "https://evil.example", "https://myvault.vault.azure.net"] {
+    for resource in [
+        "https://vault.azure.cn",
+        "https://evil.example",
+        "https://myvault.vault.azure.net",
+    ] {
         let vault = pki_vault(resource).await;
         let source = CountingSource::new();
         // A real vault name, verified like any cloud vault, resolved to the local server.
@@ -463,13 +583,26 @@ async fn a_challenge_for_another_domain_is_refused_without_sending_a_token() {
             &[("myvault.vault.azure.net", vault.addr)],
         )
         .unwrap();
-        let id = client.parse_id("https://myvault.vault.azure.net/secrets/site").unwrap();
+        let id = client
+            .parse_id("https://myvault.vault.azure.net/secrets/site")
+            .unwrap();
 
         let error = client.fetch_certificate(&id).await.unwrap_err();
 
-        assert!(matches!(error, VaultError::ChallengeMismatch { .. }), "{error:?}");
+        assert!(
+            matches!(error, VaultError::ChallengeMismatch { .. }),
+            "{error:?}"
+        );
         assert_eq!(error.class(), ErrorClass::Configuration);
-        assert_message(&error, &[resource, "does not match", "myvault.vault.azure.net", "no token was sent"]);
+        assert_message(
+            &error,
+            &[
+                resource,
+                "does not match",
+                "myvault.vault.azure.net",
+                "no token was sent",
+            ],
+        );
         assert_eq!(source.calls(), 0, "no token was even asked for");
         let requests = vault.requests();
         assert_eq!(requests.len(), 1);
@@ -479,8 +612,8 @@ async fn a_challenge_for_another_domain_is_refused_without_sending_a_token() {
 
 #[tokio::test]
 async fn a_real_vault_name_passes_the_challenge_check() {
-    let answer = replay(&secret_exchange(&recording(PKCS12_RECORDING)).1);
-    let vault = challenging_vault(answer).await;
+    let recorded = secret_exchange(&recording(PKCS12_RECORDING)).1;
+    let vault = challenging_vault(replay(&recorded)).await;
     let source = CountingSource::new();
     let client = VaultClient::with_resolve(
         VaultClientConfig {
@@ -490,13 +623,19 @@ async fn a_real_vault_name_passes_the_challenge_check() {
         &[("myvault.vault.azure.net", vault.addr)],
     )
     .unwrap();
-    let id = client.parse_id("https://myvault.vault.azure.net/secrets/site").unwrap();
+    let path = recorded_path(&recorded);
+    let id = client
+        .parse_id(&format!("https://myvault.vault.azure.net{path}"))
+        .unwrap();
     let fetched = client.fetch_certificate(&id).await.unwrap();
     assert_eq!(
         fetched.id.to_string(),
-        "https://myvault.vault.azure.net/secrets/site/06a7e4e3e63c431d8245883d2069d786"
+        format!("https://myvault.vault.azure.net{path}06a7e4e3e63c431d8245883d2069d786")
     );
-    assert_eq!(vault.requests()[1].header("host"), Some("myvault.vault.azure.net"));
+    assert_eq!(
+        vault.requests()[1].header("host"),
+        Some("myvault.vault.azure.net")
+    );
 }
 
 #[tokio::test]
@@ -508,13 +647,26 @@ async fn a_refused_fresh_token_is_retried_once_then_a_configuration_error() {
 
     let error = client.fetch_certificate(&id).await.unwrap_err();
 
-    assert!(matches!(error, VaultError::Unauthorized { .. }), "{error:?}");
+    assert!(
+        matches!(error, VaultError::Unauthorized { .. }),
+        "{error:?}"
+    );
     assert_eq!(error.class(), ErrorClass::Configuration);
     assert_message(
         &error,
-        &["identity test identity", "was refused by vault", &vault.authority(), "site", "AKV10000"],
+        &[
+            "identity test identity",
+            "was refused by vault",
+            &vault.authority(),
+            "site",
+            "AKV10000",
+        ],
     );
-    assert_eq!(source.calls(), 2, "the refused token was dropped and a fresh one asked for");
+    assert_eq!(
+        source.calls(),
+        2,
+        "the refused token was dropped and a fresh one asked for"
+    );
     let requests = vault.requests();
     assert_eq!(requests.len(), 3);
     assert_eq!(requests[0].authorization(), None);
@@ -546,10 +698,16 @@ async fn a_host_the_client_does_not_allow_gets_no_request() {
     })
     .unwrap();
     // Parsed elsewhere with the host allowed.
-    let id = vault_client::SecretId::parse_with_allowed_hosts(&vault.uri("/secrets/site"), &[vault.authority()])
-        .unwrap();
+    let id = vault_client::SecretId::parse_with_allowed_hosts(
+        &vault.uri("/secrets/site"),
+        &[vault.authority()],
+    )
+    .unwrap();
     let error = client.fetch_certificate(&id).await.unwrap_err();
-    assert!(matches!(error, VaultError::HostNotAllowed { .. }), "{error:?}");
+    assert!(
+        matches!(error, VaultError::HostNotAllowed { .. }),
+        "{error:?}"
+    );
     assert_message(&error, &[&vault.authority(), "allowed_hosts"]);
     assert!(vault.requests().is_empty());
     assert_eq!(source.calls(), 0);
@@ -588,26 +746,36 @@ async fn identity_errors_keep_their_class() {
         (unavailable, ErrorClass::Transient),
     ] {
         let vault = TestVault::start(|_, _| Response::challenge()).await;
-        let client = vault.client(Arc::new(TokenCache::new(Arc::new(FailingSource(identity_error)))));
+        let client = vault.client(Arc::new(TokenCache::new(Arc::new(FailingSource(
+            identity_error,
+        )))));
         let id = client.parse_id(&vault.uri("/secrets/site")).unwrap();
         let error = client.fetch_certificate(&id).await.unwrap_err();
         assert!(matches!(error, VaultError::Identity { .. }), "{error:?}");
         assert_eq!(error.class(), class, "{error}");
         assert_message(&error, &["no token for vault", &vault.authority(), "site"]);
-        assert_eq!(vault.requests().len(), 1, "identity errors are not retried here");
+        assert_eq!(
+            vault.requests().len(),
+            1,
+            "identity errors are not retried here"
+        );
     }
 }
 
 #[tokio::test]
 async fn redirects_are_not_followed() {
     let vault = challenging_vault(
-        Response::json(302, &serde_json::Value::Null).header("Location", "https://elsewhere.example/secrets/site"),
+        Response::json(302, &serde_json::Value::Null)
+            .header("Location", "https://elsewhere.example/secrets/site"),
     )
     .await;
     let client = vault.client(tokens(&CountingSource::new()));
     let id = client.parse_id(&vault.uri("/secrets/site")).unwrap();
     let error = client.fetch_certificate(&id).await.unwrap_err();
-    assert!(matches!(error, VaultError::Status { status: 302, .. }), "{error:?}");
+    assert!(
+        matches!(error, VaultError::Status { status: 302, .. }),
+        "{error:?}"
+    );
     assert_eq!(error.class(), ErrorClass::Configuration);
     assert_message(&error, &["redirect", "elsewhere.example"]);
     assert_eq!(vault.requests().len(), 2);

@@ -38,14 +38,20 @@ fn check_with(input: &str, allowed: &[String], expected: Expect<'_>) {
             assert_eq!(id.is_versioned(), version.is_some(), "{input}");
             assert_eq!(id.cloud(), cloud, "{input}");
             // The canonical form parses back to the same identifier.
-            assert_eq!(SecretId::parse_with_allowed_hosts(canonical, allowed).unwrap(), id);
+            assert_eq!(
+                SecretId::parse_with_allowed_hosts(canonical, allowed).unwrap(),
+                id
+            );
         }
         (Err(e), Fails(fragments)) => {
             let message = e.to_string();
             assert!(!message.contains('\n'), "one line: {message}");
             assert!(message.contains(input.trim()), "names the input: {message}");
             for fragment in fragments {
-                assert!(message.contains(fragment), "{input}: {message:?} lacks {fragment:?}");
+                assert!(
+                    message.contains(fragment),
+                    "{input}: {message:?} lacks {fragment:?}"
+                );
             }
         }
         (Ok(id), Fails(_)) => panic!("{input} parsed as {id}, expected an error"),
@@ -95,7 +101,12 @@ fn certificates_are_read_through_their_secret() {
     );
     check(
         "https://myvault.vault.azure.net/certificates/site-cert",
-        ok("https://myvault.vault.azure.net/secrets/site-cert", "site-cert", None, Cloud::Public),
+        ok(
+            "https://myvault.vault.azure.net/secrets/site-cert",
+            "site-cert",
+            None,
+            Cloud::Public,
+        ),
     );
     let id = SecretId::parse("https://myvault.vault.azure.net/certificates/site-cert").unwrap();
     assert_eq!(id.object_kind(), ObjectKind::Certificate);
@@ -120,7 +131,10 @@ fn case_trailing_slash_and_default_port() {
     // Versions are hex in any case; kept lowercase.
     let canonical = format!("https://myvault.vault.azure.net/secrets/a/{V}");
     check(
-        &format!("https://myvault.vault.azure.net/certificates/a/{}/", V.to_uppercase()),
+        &format!(
+            "https://myvault.vault.azure.net/certificates/a/{}/",
+            V.to_uppercase()
+        ),
         ok(&canonical, "a", Some(V), Cloud::Public),
     );
     // Names compare case-insensitively, as Key Vault's do.
@@ -139,11 +153,19 @@ fn names_follow_key_vaults_rules() {
     let recorded = "https://keyvault-name.vault.azure.net/secrets/CRUDCertificateName-cangetacertificatessecretinPKCS12format-";
     check(
         &format!("{recorded}/"),
-        ok(recorded, "CRUDCertificateName-cangetacertificatessecretinPKCS12format-", None, Cloud::Public),
+        ok(
+            recorded,
+            "CRUDCertificateName-cangetacertificatessecretinPKCS12format-",
+            None,
+            Cloud::Public,
+        ),
     );
 
     check(
-        &format!("https://myvault.vault.azure.net/secrets/{}", "a".repeat(128)),
+        &format!(
+            "https://myvault.vault.azure.net/secrets/{}",
+            "a".repeat(128)
+        ),
         Fails(&["secrets name", "longer than 127"]),
     );
     check(
@@ -158,7 +180,10 @@ fn names_follow_key_vaults_rules() {
         "https://myvault.vault.azure.net/certificates/",
         Fails(&["no certificates name"]),
     );
-    check("https://myvault.vault.azure.net/", Fails(&["path is empty"]));
+    check(
+        "https://myvault.vault.azure.net/",
+        Fails(&["path is empty"]),
+    );
 }
 
 #[test]
@@ -187,18 +212,31 @@ fn scheme_host_and_collection_errors_say_which_part_is_wrong() {
         "http://myvault.vault.azure.net/secrets/site",
         Fails(&["scheme is http", "only reached over https"]),
     );
-    check("ftp://myvault.vault.azure.net/secrets/site", Fails(&["scheme is \"ftp\""]));
-    check("myvault.vault.azure.net/secrets/site", Fails(&["not a URL"]));
+    check(
+        "ftp://myvault.vault.azure.net/secrets/site",
+        Fails(&["scheme is \"ftp\""]),
+    );
+    check(
+        "myvault.vault.azure.net/secrets/site",
+        Fails(&["not a URL"]),
+    );
     check("", Fails(&["empty"]));
     check(
         "https://myvault.vault.example.com/secrets/site",
-        Fails(&["myvault.vault.example.com is not a Key Vault host", "vault.azure.net", "allowed_hosts"]),
+        Fails(&[
+            "myvault.vault.example.com is not a Key Vault host",
+            "vault.azure.net",
+            "allowed_hosts",
+        ]),
     );
     check(
         "https://myvault.vault.azure.net.evil.com/secrets/site",
         Fails(&["not a Key Vault host"]),
     );
-    check("https://vault.azure.net/secrets/site", Fails(&["not a Key Vault host"]));
+    check(
+        "https://vault.azure.net/secrets/site",
+        Fails(&["not a Key Vault host"]),
+    );
     check(
         "https://myhsm.managedhsm.azure.net/keys/site",
         Fails(&["Managed HSM", "not supported"]),
@@ -215,10 +253,22 @@ fn scheme_host_and_collection_errors_say_which_part_is_wrong() {
         "https://myvault.vault.azure.net:8443/secrets/site",
         Fails(&["port 8443", "only reached on 443"]),
     );
-    check("https://ab.vault.azure.net/secrets/site", Fails(&["vault name \"ab\"", "3 to 24"]));
-    check("https://my--vault.vault.azure.net/secrets/site", Fails(&["consecutive dashes"]));
-    check("https://1vault.vault.azure.net/secrets/site", Fails(&["start with a letter"]));
-    check("https://a.b.vault.azure.net/secrets/site", Fails(&["one DNS label"]));
+    check(
+        "https://ab.vault.azure.net/secrets/site",
+        Fails(&["vault name \"ab\"", "3 to 24"]),
+    );
+    check(
+        "https://my--vault.vault.azure.net/secrets/site",
+        Fails(&["consecutive dashes"]),
+    );
+    check(
+        "https://1vault.vault.azure.net/secrets/site",
+        Fails(&["start with a letter"]),
+    );
+    check(
+        "https://a.b.vault.azure.net/secrets/site",
+        Fails(&["one DNS label"]),
+    );
     check(
         "https://user:pw@myvault.vault.azure.net/secrets/site",
         Fails(&["user name or password"]),
@@ -231,7 +281,10 @@ fn scheme_host_and_collection_errors_say_which_part_is_wrong() {
 
 #[test]
 fn allowed_development_hosts_replace_the_cloud_suffix() {
-    let allowed = vec!["localhost:8443".to_owned(), "https://Emulator.Test/".to_owned()];
+    let allowed = vec![
+        "localhost:8443".to_owned(),
+        "https://Emulator.Test/".to_owned(),
+    ];
     check_with(
         "https://localhost:8443/secrets/site",
         &allowed,
@@ -261,7 +314,10 @@ fn allowed_development_hosts_replace_the_cloud_suffix() {
         Fails(&["localhost is not a Key Vault host"]),
     );
     // Without the allowance, the same URI is refused.
-    check("https://localhost:8443/secrets/site", Fails(&["not a Key Vault host"]));
+    check(
+        "https://localhost:8443/secrets/site",
+        Fails(&["not a Key Vault host"]),
+    );
     // Plain http stays refused even for an allowed host.
     check_with(
         "http://localhost:8443/secrets/site",
@@ -269,15 +325,25 @@ fn allowed_development_hosts_replace_the_cloud_suffix() {
         Fails(&["scheme is http"]),
     );
     // Path rules still apply.
-    check_with("https://localhost:8443/secrets/a_b", &allowed, Fails(&["only letters"]));
+    check_with(
+        "https://localhost:8443/secrets/a_b",
+        &allowed,
+        Fails(&["only letters"]),
+    );
 }
 
 #[test]
 fn versions_can_be_dropped_and_set() {
     let id = SecretId::parse(&format!("https://myvault.vault.azure.net/secrets/site/{V}")).unwrap();
-    assert_eq!(id.versionless().to_string(), "https://myvault.vault.azure.net/secrets/site");
+    assert_eq!(
+        id.versionless().to_string(),
+        "https://myvault.vault.azure.net/secrets/site"
+    );
     assert_eq!(id.versionless().with_version(V).unwrap(), id);
     assert!(id.with_version("nope").is_err());
     assert_eq!(id.vault_name(), "myvault");
-    assert_eq!(format!("{id:?}"), format!("SecretId(https://myvault.vault.azure.net/secrets/site/{V})"));
+    assert_eq!(
+        format!("{id:?}"),
+        format!("SecretId(https://myvault.vault.azure.net/secrets/site/{V})")
+    );
 }

@@ -1,7 +1,9 @@
 //! Project tasks, run as `cargo xtask <task>`:
 //!
-//! - `run`: the embedded demo — a development CA and certificate, a small demo backend and the
-//!   gateway on `https://localhost:8443`, with a `curl` line that works as printed.
+//! - `run`: the embedded demo — the vault emulator with a development certificate in it, a small
+//!   demo backend, and the gateway on `https://localhost:8443` reading that certificate by its Key
+//!   Vault URI through the emulator's managed-identity endpoint, with a `curl` line that works as
+//!   printed.
 //!
 //! Repository checks (every crate has a `//!` doc and forbids unsafe code) run under
 //! `cargo test -p xtask`.
@@ -45,7 +47,26 @@ fn run_demo(args: &[String]) -> anyhow::Result<()> {
     let (ca_pem, cert_pem) = development_certificate()?;
     let ca_file = demo.join("dev-ca.pem");
     std::fs::write(&ca_file, ca_pem)?;
-    std::fs::write(demo.join("localhost.pem"), cert_pem)?;
+
+    // The vault: the emulator, in this process, with the development certificate imported as a
+    // new version of `demo-site` (each run adds a version, so the audit log shows a rotation).
+    // A fixed vault port keeps the secret URI, and so the listener's configured source, the same
+    // from one run to the next.
+    let mut emulator_config = vault_emulator::EmulatorConfig::new(demo.join("emulator"));
+    emulator_config.bind = ([127, 0, 0, 1], port.wrapping_add(1)).into();
+    let emulator =
+        vault_emulator::Emulator::start(emulator_config).context("starting the vault emulator")?;
+    emulator.write_info(&demo.join("emulator").join(vault_emulator::INFO_FILE))?;
+    let version = emulator
+        .import_certificate("demo-site", cert_pem.as_bytes(), None)
+        .context("importing the development certificate into the emulator")?;
+    let info = emulator.info().clone();
+    let vault_host = info
+        .vault_url
+        .trim_start_matches("https://")
+        .trim_end_matches('/')
+        .to_owned();
+    let secret_uri = format!("{}secrets/demo-site", info.vault_url);
 
     let backend = TcpListener::bind("127.0.0.1:0").context("demo backend")?;
     let backend_addr = backend.local_addr()?;
@@ -59,12 +80,21 @@ fn run_demo(args: &[String]) -> anyhow::Result<()> {
 [state]
 dir = "state"
 
+[identity]
+kind = "managed-identity"
+endpoint = "{identity_endpoint}"
+client_id = "{client_id}"
+
+[vault]
+ca_file = "{vault_ca}"
+allowed_hosts = ["{vault_host}"]
+
 [[listener]]
 name = "demo"
 bind = "127.0.0.1:{port}"
 protocol = "https"
 hostnames = ["localhost"]
-certificate = {{ pem_file = "localhost.pem" }}
+certificate = {{ key_vault_secret_id = "{secret_uri}" }}
 
 [[backend_pool]]
 name = "demo-backend"
@@ -74,7 +104,10 @@ addresses = ["{backend_addr}"]
 name = "demo"
 listener = "demo"
 backend_pool = "demo-backend"
-"#
+"#,
+            identity_endpoint = info.identity_endpoint,
+            client_id = info.client_id,
+            vault_ca = info.ca_file.display(),
         ),
     )?;
 
@@ -97,6 +130,10 @@ backend_pool = "demo-backend"
         if line == "ready" {
             println!();
             println!("The demo gateway is serving https://localhost:{port}/ (backend on http://{backend_addr}).");
+            println!(
+                "Its certificate is {secret_uri} (version {version}) in the vault emulator at {}.",
+                info.vault_url
+            );
             println!("Try:");
             println!();
             println!(
@@ -113,6 +150,7 @@ backend_pool = "demo-backend"
         }
     }
     let status = gateway.wait()?;
+    emulator.stop();
     if !status.success() {
         bail!("the gateway exited with {status}");
     }

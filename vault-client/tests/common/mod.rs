@@ -31,7 +31,8 @@ pub const REAL_CHALLENGE: &str = "Bearer authorization=\"https://login.windows.n
 pub const PKCS12_RECORDING: &str = "recording_can_get_a_certificates_secret_in_pkcs_12_format.json";
 pub const PEM_RECORDING: &str = "recording_can_get_a_certificates_secret_in_pem_format.json";
 pub const SECRET_NOT_FOUND_RECORDING: &str = "recording_can_get_a_secret_non_existing.json";
-pub const CERTIFICATE_NOT_FOUND_RECORDING: &str = "recording_can_get_a_certificate_non_existing.json";
+pub const CERTIFICATE_NOT_FOUND_RECORDING: &str =
+    "recording_can_get_a_certificate_non_existing.json";
 pub const DISABLED_RECORDING: &str = "recording_cant_get_a_disabled_secret.json";
 
 pub fn recording(name: &str) -> serde_json::Value {
@@ -53,7 +54,9 @@ pub fn entries<'a>(
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["RequestMethod"] == method && e["RequestUri"].as_str().unwrap().contains(path_part))
+        .filter(|e| {
+            e["RequestMethod"] == method && e["RequestUri"].as_str().unwrap().contains(path_part)
+        })
         .collect()
 }
 
@@ -75,7 +78,9 @@ pub fn replay(entry: &serde_json::Value) -> Response {
 /// The path (after the host) of a recorded request URI, without the query.
 pub fn recorded_path(entry: &serde_json::Value) -> String {
     let uri = entry["RequestUri"].as_str().unwrap();
-    let rest = uri.strip_prefix(&format!("https://{RECORDED_HOST}")).unwrap();
+    let rest = uri
+        .strip_prefix(&format!("https://{RECORDED_HOST}"))
+        .unwrap();
     rest.split('?').next().unwrap().to_owned()
 }
 
@@ -241,7 +246,9 @@ impl Drop for TestVault {
 }
 
 impl TestVault {
-    pub async fn start(handler: impl Fn(&Request, usize) -> Response + Send + Sync + 'static) -> TestVault {
+    pub async fn start(
+        handler: impl Fn(&Request, usize) -> Response + Send + Sync + 'static,
+    ) -> TestVault {
         let pki = TestPki::new();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -349,7 +356,11 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             all.len() - 1
         };
         let response = handler(&request, index);
-        let mut out = format!("HTTP/1.1 {} X\r\nContent-Length: {}\r\n", response.status, response.body.len());
+        let mut out = format!(
+            "HTTP/1.1 {} X\r\nContent-Length: {}\r\n",
+            response.status,
+            response.body.len()
+        );
         for (name, value) in &response.headers {
             out.push_str(&format!("{name}: {value}\r\n"));
         }
@@ -422,7 +433,13 @@ pub fn tokens(source: &Arc<CountingSource>) -> Arc<TokenCache> {
 pub fn assert_no_token(error: &vault_client::VaultError) {
     let display = error.to_string();
     let debug = format!("{error:?}");
-    assert!(!display.contains(TOKEN) && !display.contains("test-token-do-not-leak"), "{display}");
-    assert!(!debug.contains(TOKEN) && !debug.contains("test-token-do-not-leak"), "{debug}");
+    assert!(
+        !display.contains(TOKEN) && !display.contains("test-token-do-not-leak"),
+        "{display}"
+    );
+    assert!(
+        !debug.contains(TOKEN) && !debug.contains("test-token-do-not-leak"),
+        "{debug}"
+    );
     assert!(!display.contains('\n'), "one line: {display}");
 }
