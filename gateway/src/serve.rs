@@ -98,14 +98,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     )
     .start();
 
-    let checker = match keyvault::vault_client(&config)? {
-        Some(client) => Some(Checker {
-            vault: VaultActor::new(client).start().recipient(),
-            append: log_actor.clone().recipient(),
-            listeners: listeners_actor.clone(),
-        }),
-        None => None,
-    };
+    let checker = keyvault::vault_client(&config)?.map(|client| Checker {
+        vault: VaultActor::new(client).start().recipient(),
+        append: log_actor.clone().recipient(),
+        listeners: listeners_actor.clone(),
+    });
 
     let state = log_actor.send(ReadState).await??;
     let mut after_bind = Vec::new();
