@@ -1,4 +1,5 @@
 //! `vault-emulator --bind ADDR --state DIR`: runs the emulator and writes `DIR/emulator.json`.
+#![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
