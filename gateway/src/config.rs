@@ -36,6 +36,10 @@ pub struct Config {
     pub identity: Option<IdentityConfig>,
     #[serde(default)]
     pub vault: VaultConfig,
+    #[serde(default)]
+    pub rotation: RotationConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
     #[serde(default, rename = "listener")]
     pub listeners: Vec<ListenerConfig>,
     #[serde(default, rename = "backend_pool")]
@@ -102,6 +106,72 @@ pub struct VaultConfig {
     pub allowed_hosts: Vec<String>,
 }
 
+/// When Key Vault listeners are checked (`[rotation]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationConfig {
+    /// A cron expression with a seconds field (`sec min hour day-of-month month day-of-week`).
+    #[serde(default = "default_schedule")]
+    pub schedule: String,
+    /// Each instance waits a fixed random part of this after every tick (`5m`), so a fleet does
+    /// not poll Key Vault at the same second.
+    #[serde(default = "default_jitter")]
+    pub jitter: String,
+    /// `keep-serving` or `disable-listener`: what a configuration error (403, 404, disabled
+    /// secret) does to the listener.
+    #[serde(default = "default_on_config_error")]
+    pub on_config_error: String,
+    /// Warn (and record an event, at most daily) when the served certificate expires within this
+    /// and Key Vault has no newer version.
+    #[serde(default = "default_expiry_warning")]
+    pub expiry_warning: String,
+}
+
+fn default_schedule() -> String {
+    rotator::DEFAULT_SCHEDULE.to_owned()
+}
+fn default_jitter() -> String {
+    "5m".to_owned()
+}
+fn default_on_config_error() -> String {
+    "keep-serving".to_owned()
+}
+fn default_expiry_warning() -> String {
+    "14d".to_owned()
+}
+
+impl Default for RotationConfig {
+    fn default() -> Self {
+        RotationConfig {
+            schedule: default_schedule(),
+            jitter: default_jitter(),
+            on_config_error: default_on_config_error(),
+            expiry_warning: default_expiry_warning(),
+        }
+    }
+}
+
+/// The admin API (`[admin]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Loopback by default: the admin API can rotate certificates and read the audit log.
+    #[serde(default = "default_admin_bind")]
+    pub bind: SocketAddr,
+}
+
+fn default_admin_bind() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9090))
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            bind: default_admin_bind(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
@@ -129,6 +199,8 @@ pub struct ListenerConfig {
     pub certificate: Option<CertificateSource>,
     /// For an `http` listener: the name of the `https` listener to redirect every request to.
     pub redirect_to: Option<String>,
+    /// This listener's own check schedule, instead of `[rotation] schedule`.
+    pub rotation_schedule: Option<String>,
 }
 
 /// Where a listener's certificate comes from.
@@ -253,6 +325,27 @@ impl Config {
 
     /// Cross-references between sections. Returns the first problem as one line.
     fn check(&self) -> Result<(), String> {
+        self.rotation_policy()
+            .map_err(|e| format!("[rotation] {e}"))?;
+        rotator::parse_duration(&self.rotation.jitter)
+            .map_err(|e| format!("[rotation] jitter: {e}"))?;
+        rotator::Schedule::parse(&self.rotation.schedule, std::time::Duration::ZERO)
+            .map_err(|e| format!("[rotation] {e}"))?;
+        for listener in &self.listeners {
+            if let Some(schedule) = &listener.rotation_schedule {
+                rotator::Schedule::parse(schedule, std::time::Duration::ZERO)
+                    .map_err(|e| format!("listener `{}`: rotation_schedule: {e}", listener.name))?;
+                if !matches!(
+                    listener.certificate,
+                    Some(CertificateSource::KeyVault { .. })
+                ) {
+                    return Err(format!(
+                        "listener `{}` has a rotation_schedule but its certificate is not from Key Vault",
+                        listener.name
+                    ));
+                }
+            }
+        }
         let mut names = BTreeSet::new();
         for listener in &self.listeners {
             if listener.name.is_empty() {
@@ -422,6 +515,34 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The failure and expiry policy of `[rotation]`.
+    pub fn rotation_policy(&self) -> Result<rotator::Policy, String> {
+        let on_config_error = self
+            .rotation
+            .on_config_error
+            .parse()
+            .map_err(|e: rotator::UnknownOnConfigError| format!("on_config_error: {e}"))?;
+        let expiry_window = rotator::parse_duration(&self.rotation.expiry_warning)
+            .map_err(|e| format!("expiry_warning: {e}"))?;
+        Ok(rotator::Policy {
+            on_config_error,
+            expiry_window,
+            ..rotator::Policy::default()
+        })
+    }
+
+    /// The check schedule of a listener, with this instance's jitter.
+    pub fn schedule_for(&self, listener: &ListenerConfig) -> Result<rotator::Schedule, String> {
+        let jitter = rotator::parse_duration(&self.rotation.jitter)
+            .map_err(|e| format!("[rotation] jitter: {e}"))?;
+        let expression = listener
+            .rotation_schedule
+            .as_deref()
+            .unwrap_or(&self.rotation.schedule);
+        rotator::Schedule::parse(expression, jitter)
+            .map_err(|e| format!("listener `{}`: {e}", listener.name))
     }
 
     pub fn listener(&self, name: &str) -> Option<&ListenerConfig> {

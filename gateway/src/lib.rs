@@ -4,6 +4,8 @@
 #![forbid(unsafe_code)]
 
 pub mod actors;
+pub mod admin;
+pub mod admin_client;
 pub mod audit;
 pub mod check;
 pub mod config;

@@ -38,6 +38,14 @@ enum Command {
     },
     /// Show or verify the certificate event log.
     Audit(AuditArgs),
+    /// Check Key Vault listeners now, through the running gateway's admin API, and print each outcome.
+    Refresh {
+        #[arg(long)]
+        config: PathBuf,
+        /// Only this listener (default: every Key Vault listener).
+        #[arg(long)]
+        listener: Option<String>,
+    },
     /// Fetch one certificate from Key Vault with the config's identity and describe it (never the key).
     Fetch {
         #[arg(long)]
@@ -55,6 +63,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => check_config(config),
         Command::Audit(args) => audit::run(&args, &mut std::io::stdout().lock()),
         Command::Fetch { config, secret_uri } => fetch(config, &secret_uri),
+        Command::Refresh { config, listener } => refresh(config, listener.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -85,6 +94,9 @@ fn run(config: PathBuf) -> anyhow::Result<()> {
                 "listening listener={} protocol={} addr={}",
                 listener.name, listener.protocol, listener.addr
             );
+        }
+        for addr in &running.admin {
+            println!("admin addr={addr}");
         }
         println!("ready");
         let stopper = running.stopper();
@@ -128,6 +140,35 @@ fn fetch(config: PathBuf, uri: &str) -> anyhow::Result<()> {
         .build()?;
     for line in runtime.block_on(gateway::check::fetch(&config, uri))? {
         println!("{line}");
+    }
+    Ok(())
+}
+
+fn refresh(config: PathBuf, only: Option<&str>) -> anyhow::Result<()> {
+    let config = Config::load(&config)?;
+    let names: Vec<&str> = match only {
+        Some(name) => vec![name],
+        None => config
+            .listeners
+            .iter()
+            .filter(|l| l.certificate.as_ref().is_some_and(|c| c.is_key_vault()))
+            .map(|l| l.name.as_str())
+            .collect(),
+    };
+    if names.is_empty() {
+        anyhow::bail!(
+            "{}: no listener reads its certificate from Key Vault",
+            config.path.display()
+        );
+    }
+    let mut all_good = true;
+    for name in names {
+        let outcome = gateway::admin_client::refresh(config.admin.bind, name)?;
+        println!("{name}: {}", outcome.summary);
+        all_good &= outcome.ok;
+    }
+    if !all_good {
+        anyhow::bail!("not every refresh succeeded");
     }
     Ok(())
 }

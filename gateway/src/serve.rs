@@ -13,15 +13,16 @@ use actix_web::{web, App, HttpServer};
 use anyhow::{bail, Context as _};
 use event_log::{Event, EventLog, FailureClass, Trigger};
 use listener::{ListenerCertificate, SniResolver};
+use rotator::{CheckNow, ListenerPlan, Recipients, Rotator};
 use tracing::{error, info, warn};
-use vault_client::SecretId;
 
 use crate::actors::messages::{Append, Install, InstallOutcome, ReadState, Restore};
 use crate::actors::{EventLogActor, ListenersActor, VaultActor};
+use crate::admin::{self, AdminState};
 use crate::config::{CertificateSource, Config, ListenerConfig, Protocol};
 use crate::keyvault;
 use crate::proxy::{self, BackendPool, Route, Site, Sites};
-use crate::refresh::{CheckOutcome, Checker};
+use crate::refresh::CheckerActor;
 use crate::sources;
 
 /// A listener that is accepting connections.
@@ -35,6 +36,8 @@ pub struct BoundListener {
 /// The running gateway: its bound addresses and the servers to wait on.
 pub struct Running {
     pub listeners: Vec<BoundListener>,
+    /// Where the admin API listens.
+    pub admin: Vec<SocketAddr>,
     /// A server only starts accepting once polled, so each runs as its own task from the start.
     servers: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
     handles: Vec<actix_web::dev::ServerHandle>,
@@ -98,90 +101,141 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     )
     .start();
 
-    let checker = keyvault::vault_client(&config)?.map(|client| Checker {
-        vault: VaultActor::new(client).start().recipient(),
-        append: log_actor.clone().recipient(),
-        listeners: listeners_actor.clone(),
-    });
-
     let state = log_actor.send(ReadState).await??;
-    let mut after_bind = Vec::new();
     for listener in config
         .listeners
         .iter()
         .filter(|l| l.protocol == Protocol::Https)
     {
-        let configured = state
-            .listeners
-            .get(&listener.name)
-            .and_then(|s| s.configured_source.clone());
-        let pending = reconcile(
-            &config,
-            listener,
-            configured,
-            &log_actor,
-            &listeners_actor,
-            checker.as_ref(),
-        )
-        .await?;
-        after_bind.extend(pending);
+        let logged = state.listeners.get(&listener.name);
+        let configured = logged.and_then(|s| s.configured_source.clone());
+        let disabled = logged.is_some_and(|s| s.disabled);
+        reconcile(listener, configured, disabled, &log_actor, &listeners_actor).await?;
     }
+    let disabled: Vec<String> = state
+        .listeners
+        .iter()
+        .filter(|(_, s)| s.disabled)
+        .map(|(name, _)| name.clone())
+        .collect();
 
-    let running = bind_all(&config, &slots).await?;
-    for pending in after_bind {
-        match pending {
-            AfterBind::Check {
-                checker,
-                listener,
-                id,
-            } => {
-                actix_web::rt::spawn(async move {
-                    match checker.check(&listener, &id, Trigger::Startup, true).await {
-                        Ok(outcome) => info!(listener, %outcome, "startup check against Key Vault"),
-                        Err(err) => {
-                            warn!(listener, error = %format!("{err:#}"), "startup check failed")
-                        }
-                    }
-                });
-            }
-            AfterBind::RetryUntilInstalled {
-                checker,
-                listener,
-                id,
-            } => {
-                actix_web::rt::spawn(checker.until_installed(listener, id));
-            }
-        }
-    }
+    let mut running = bind_all(&config, &slots).await?;
+    let rotator = start_rotator(&config, &slots, &disabled, &log_actor, &listeners_actor).await?;
+
+    let (admin_addrs, admin_server) = admin::start(
+        config.admin.bind,
+        AdminState {
+            listeners: admin::ListenerInfo::from_config(&config),
+            slots: slots.clone(),
+            log: log_actor.clone(),
+            rotator,
+        },
+    )
+    .with_context(|| format!("[admin] cannot bind {}", config.admin.bind))?;
+    running.admin = admin_addrs;
+    running.handles.push(admin_server.handle());
+    running.servers.push(actix_web::rt::spawn(admin_server));
     Ok(running)
 }
 
-/// Work for a Key Vault listener that waits until the sockets are bound.
-enum AfterBind {
-    /// Served from the log: compare with Key Vault in the background.
-    Check {
-        checker: Checker,
-        listener: String,
-        id: SecretId,
-    },
-    /// Nothing to serve yet and Key Vault did not give a certificate: keep trying.
-    RetryUntilInstalled {
-        checker: Checker,
-        listener: String,
-        id: SecretId,
-    },
-}
-
-/// Brings one https listener to its serving state: record a changed source, restore the last
-/// installed certificate from the log, then compare with the configured source.
-async fn reconcile(
+/// Starts the Key Vault side: the vault client, the checker and the rotator, then reconciles every
+/// Key Vault listener with Key Vault (DESIGN §3: after binding). Listeners that have nothing to
+/// serve yet are waited for, within the client's retries, so that `ready` means "startup checks
+/// done"; the others are compared in the background.
+async fn start_rotator(
     config: &Config,
-    listener: &ListenerConfig,
-    configured_source: Option<String>,
+    slots: &BTreeMap<String, Arc<ListenerCertificate>>,
+    disabled: &[String],
     log: &Addr<EventLogActor>,
     listeners: &Addr<ListenersActor>,
-    checker: Option<&Checker>,
-) -> anyhow::Result<Option<AfterBind>> {
+) -> anyhow::Result<Option<Addr<Rotator>>> {
+    let Some(client) = keyvault::vault_client(config)? else {
+        return Ok(None);
+    };
+    let mut secrets = BTreeMap::new();
+    let mut plans = Vec::new();
+    for listener in &config.listeners {
+        let Some(CertificateSource::KeyVault {
+            key_vault_secret_id,
+        }) = &listener.certificate
+        else {
+            continue;
+        };
+        let id = keyvault::secret_id(config, key_vault_secret_id)?;
+        plans.push(ListenerPlan {
+            name: listener.name.clone(),
+            schedule: config.schedule_for(listener).map_err(anyhow::Error::msg)?,
+            pinned: id.is_versioned(),
+        });
+        secrets.insert(listener.name.clone(), id);
+    }
+    if plans.is_empty() {
+        return Ok(None);
+    }
+    let policy = config.rotation_policy().map_err(anyhow::Error::msg)?;
+    let vault = VaultActor::new(client).start();
+    let checker =
+        CheckerActor::new(secrets, slots.clone(), vault.recipient(), listeners.clone()).start();
+    let rotator = Rotator::new(
+        plans.clone(),
+        policy,
+        Recipients {
+            run_check: checker.recipient(),
+            record_failure: log.clone().recipient(),
+            set_serving: listeners.clone().recipient(),
+            warn_expiry: log.clone().recipient(),
+        },
+    )
+    .with_disabled(disabled)
+    .start();
+
+    let mut first_installs = Vec::new();
+    for plan in plans {
+        let has_certificate = slots.get(&plan.name).is_some_and(|s| s.current().is_some());
+        let check = rotator.send(CheckNow {
+            listener: plan.name.clone(),
+            trigger: Trigger::Startup,
+        });
+        let name = plan.name;
+        let report = async move {
+            match check.await {
+                Ok(Ok(outcome)) if outcome.is_success() => {
+                    info!(listener = %name, %outcome, "startup check against Key Vault")
+                }
+                Ok(Ok(outcome)) => {
+                    error!(listener = %name, %outcome, "startup check against Key Vault")
+                }
+                Ok(Err(err)) => {
+                    error!(listener = %name, error = %err, "startup check against Key Vault")
+                }
+                Err(err) => {
+                    error!(listener = %name, error = %err, "startup check against Key Vault")
+                }
+            }
+        };
+        if has_certificate {
+            actix_web::rt::spawn(report);
+        } else {
+            first_installs.push(report);
+        }
+    }
+    futures_util::future::join_all(first_installs).await;
+    for slot in slots.values().filter(|s| s.current().is_none()) {
+        error!(listener = %slot.name(), "the listener has no certificate and is not ready; the rotator keeps trying");
+    }
+    Ok(Some(rotator))
+}
+
+/// Brings one https listener to its serving state before binding: record a changed source,
+/// restore the last installed certificate from the log, and for a file listener compare with the
+/// file. Key Vault listeners are compared by the rotator once the sockets are bound.
+async fn reconcile(
+    listener: &ListenerConfig,
+    configured_source: Option<String>,
+    disabled: bool,
+    log: &Addr<EventLogActor>,
+    listeners: &Addr<ListenersActor>,
+) -> anyhow::Result<()> {
     let source = listener
         .certificate
         .clone()
@@ -199,41 +253,13 @@ async fn reconcile(
     let restored = listeners
         .send(Restore {
             listener: listener.name.clone(),
+            disabled,
         })
         .await??;
-    let CertificateSource::KeyVault {
-        key_vault_secret_id,
-    } = &source
-    else {
-        reconcile_file(listener, source, restored, log, listeners).await?;
-        return Ok(None);
-    };
-    let id = keyvault::secret_id(config, key_vault_secret_id)?;
-    let checker = checker
-        .context("a Key Vault listener needs [identity]")?
-        .clone();
-    let name = listener.name.clone();
-    if restored.is_some() {
-        return Ok(Some(AfterBind::Check {
-            checker,
-            listener: name,
-            id,
-        }));
+    if source.is_key_vault() {
+        return Ok(());
     }
-    // Nothing to restore: the listener is not ready until Key Vault answers, so try now, before
-    // binding. Other listeners wait at most for the client's retries.
-    let outcome = checker.check(&name, &id, Trigger::Startup, true).await?;
-    match outcome {
-        CheckOutcome::Rotated { .. } | CheckOutcome::Unchanged { .. } => Ok(None),
-        outcome => {
-            error!(listener = %name, %outcome, "the listener has no certificate and is not ready; retrying in the background");
-            Ok(Some(AfterBind::RetryUntilInstalled {
-                checker,
-                listener: name,
-                id,
-            }))
-        }
-    }
+    reconcile_file(listener, source, restored, log, listeners).await
 }
 
 /// Brings a file listener to its serving state after the restore: install the file if it changed.
@@ -401,6 +427,7 @@ async fn bind_all(
     }
     Ok(Running {
         listeners: bound,
+        admin: Vec::new(),
         servers,
         handles,
     })

@@ -58,7 +58,7 @@ fn an_unknown_key_is_named_with_its_line() {
     refused(
         &config,
         &[],
-        &["gateway.toml:7:", "unknown field `protcol`"],
+        &["gateway.toml:10:", "unknown field `protcol`"],
     );
 }
 

@@ -400,7 +400,7 @@ fn a_plain_http_listener_proxies_with_proto_http() {
     std::fs::write(
         &config,
         format!(
-            "[state]\ndir = \"state\"\n[[listener]]\nname = \"plain\"\nbind = \"127.0.0.1:0\"\nprotocol = \"http\"\n\
+            "[state]\ndir = \"state\"\n[admin]\nbind = \"127.0.0.1:0\"\n[[listener]]\nname = \"plain\"\nbind = \"127.0.0.1:0\"\nprotocol = \"http\"\n\
              [[backend_pool]]\nname = \"app\"\naddresses = [\"{}\"]\n[[rule]]\nname = \"r\"\nlistener = \"plain\"\nbackend_pool = \"app\"\n",
             backend.addr
         ),

@@ -1,6 +1,7 @@
 //! The serving state of one listener: which certificate its next handshake gets.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -26,6 +27,9 @@ pub struct ListenerCertificate {
     hostnames: Vec<String>,
     /// The certificate served now, `None` until the first install (the listener is not ready).
     current: ArcSwapOption<ValidatedCertificate>,
+    /// False while the listener is taken out of service (the `disable-listener` failure policy):
+    /// handshakes fail, but the certificate is kept so that re-enabling needs no new install.
+    serving: AtomicBool,
 }
 
 impl ListenerCertificate {
@@ -48,6 +52,7 @@ impl ListenerCertificate {
             name: name.into(),
             hostnames: normalized,
             current: ArcSwapOption::empty(),
+            serving: AtomicBool::new(true),
         }
     }
 
@@ -110,7 +115,22 @@ impl ListenerCertificate {
     }
 
     /// The hot path: the key for one handshake, without allocating.
+    /// Takes the listener out of service (`false`) or puts it back (`true`); returns whether it
+    /// was serving before. While out of service, handshakes for it fail and nothing else changes.
+    pub fn set_serving(&self, serving: bool) -> bool {
+        self.serving.swap(serving, Ordering::AcqRel)
+    }
+
+    /// Whether the listener is in service (it may still have no certificate).
+    #[must_use]
+    pub fn is_serving(&self) -> bool {
+        self.serving.load(Ordering::Acquire)
+    }
+
     pub(crate) fn certified_key(&self) -> Option<Arc<CertifiedKey>> {
+        if !self.is_serving() {
+            return None;
+        }
         self.current
             .load()
             .as_ref()
@@ -124,6 +144,7 @@ impl fmt::Debug for ListenerCertificate {
         f.debug_struct("ListenerCertificate")
             .field("name", &self.name)
             .field("hostnames", &self.hostnames)
+            .field("serving", &self.is_serving())
             .field(
                 "current",
                 &current

@@ -247,3 +247,38 @@ async fn a_listener_without_a_certificate_fails_the_handshake() {
     site.clear();
     assert!(client.connect(addr, "www.contoso.com").await.is_err());
 }
+
+#[tokio::test]
+async fn a_listener_out_of_service_fails_handshakes_and_keeps_its_certificate_for_later() {
+    let ca = Ca::root("Test Root");
+    let site = Arc::new(ListenerCertificate::new("site", ["www.contoso.com"]));
+    let other = Arc::new(ListenerCertificate::new("other", ["www.fabrikam.com"]));
+    let resolver = SniResolver::new([Arc::clone(&site), Arc::clone(&other)]).unwrap();
+    let addr = serve(Arc::new(resolver)).await;
+    let client = Client::trusting(&ca);
+    let certificate = validated(&ca.site(&["www.contoso.com"]));
+    let thumbprint = certificate.thumbprint();
+    site.install(certificate);
+    other.install(validated(&ca.site(&["www.fabrikam.com"])));
+
+    assert!(site.set_serving(false), "it was serving");
+    assert!(
+        client.connect(addr, "www.contoso.com").await.is_err(),
+        "out of service, no handshake"
+    );
+    client
+        .connect(addr, "www.fabrikam.com")
+        .await
+        .expect("the other listener on the address is not affected");
+    assert_eq!(
+        site.current().map(|c| c.thumbprint()),
+        Some(thumbprint),
+        "the certificate is kept"
+    );
+
+    assert!(!site.set_serving(true));
+    client
+        .connect(addr, "www.contoso.com")
+        .await
+        .expect("back in service with the same certificate");
+}

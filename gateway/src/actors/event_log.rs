@@ -72,3 +72,39 @@ impl Handler<RecordInstall> for EventLogActor {
         self.log.append(&msg.listener, event)
     }
 }
+
+/// The rotator's failure policy decided this failure starts a streak worth recording.
+impl Handler<rotator::RecordFetchFailure> for EventLogActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: rotator::RecordFetchFailure, _: &mut Self::Context) {
+        let event = Event::FetchFailed {
+            trigger: msg.trigger,
+            class: msg.class,
+            message: msg.message,
+        };
+        if let Err(err) = self.log.append(&msg.listener, event) {
+            tracing::error!(listener = %msg.listener, error = %err, "cannot record a fetch failure");
+        }
+    }
+}
+
+impl Handler<rotator::WarnExpiry> for EventLogActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: rotator::WarnExpiry, _: &mut Self::Context) {
+        tracing::warn!(
+            listener = %msg.listener,
+            thumbprint = %msg.thumbprint,
+            not_after = %event_log::format_secs(msg.not_after),
+            "the served certificate expires soon and Key Vault has no newer version"
+        );
+        let event = Event::ExpiryWarning {
+            thumbprint: msg.thumbprint,
+            not_after: msg.not_after,
+        };
+        if let Err(err) = self.log.append(&msg.listener, event) {
+            tracing::error!(listener = %msg.listener, error = %err, "cannot record an expiry warning");
+        }
+    }
+}

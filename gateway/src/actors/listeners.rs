@@ -142,6 +142,10 @@ impl Handler<Restore> for ListenersActor {
         AtomicResponse::new(Box::pin(
             async move {
                 let slot = slot?;
+                if msg.disabled {
+                    slot.set_serving(false);
+                    warn!(listener = %msg.listener, "the listener was out of service when the gateway stopped; it stays out until a check succeeds");
+                }
                 let Some((installed, bundle)) = load_installed
                     .send(LoadInstalled {
                         listener: msg.listener.clone(),
@@ -182,6 +186,39 @@ impl Handler<Restore> for ListenersActor {
                             .await??;
                         Ok(None)
                     }
+                }
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+/// The failure policy takes a listener out of service or puts it back. The certificate stays, so
+/// putting it back needs no install; both changes are recorded.
+impl Handler<rotator::SetListenerServing> for ListenersActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: rotator::SetListenerServing, _: &mut Self::Context) -> Self::Result {
+        let slot = self.listeners.get(&msg.listener).cloned();
+        let append = self.append.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                let Some(slot) = slot else { return };
+                let was_serving = slot.set_serving(msg.serving);
+                if was_serving == msg.serving {
+                    return;
+                }
+                let event = if msg.serving {
+                    info!(listener = %msg.listener, reason = %msg.reason, "listener back in service");
+                    Event::ListenerReenabled
+                } else {
+                    warn!(listener = %msg.listener, reason = %msg.reason, "listener taken out of service");
+                    Event::ListenerDisabled { reason: msg.reason }
+                };
+                match append.send(Append { listener: msg.listener.clone(), event }).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(err)) => tracing::error!(listener = %msg.listener, error = %err, "cannot record a serving change"),
+                    Err(err) => tracing::error!(listener = %msg.listener, error = %err, "cannot record a serving change"),
                 }
             }
             .into_actor(self),

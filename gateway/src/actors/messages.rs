@@ -74,6 +74,9 @@ pub struct Install {
 #[rtype(result = "Result<Option<Thumbprint>, InstallError>")]
 pub struct Restore {
     pub listener: String,
+    /// The log says the failure policy took this listener out of service: it stays out until a
+    /// check succeeds.
+    pub disabled: bool,
 }
 
 /// What an `Install` did.

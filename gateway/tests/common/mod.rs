@@ -173,6 +173,8 @@ pub struct Gateway {
     child: Child,
     /// `name -> address` of every bound listener, from the `listening …` lines on stdout.
     pub listeners: Vec<(String, SocketAddr)>,
+    /// The admin API's address, from the `admin addr=…` line.
+    pub admin: Option<SocketAddr>,
     pub stderr_path: PathBuf,
 }
 
@@ -208,10 +210,14 @@ impl Gateway {
             }
         });
         let mut listeners = Vec::new();
+        let mut admin = None;
         loop {
             match rx.recv_timeout(Duration::from_secs(60)) {
                 Ok(line) if line == "ready" => break,
                 Ok(line) => {
+                    if let Some(addr) = line.strip_prefix("admin addr=") {
+                        admin = Some(addr.parse().unwrap());
+                    }
                     if let Some(rest) = line.strip_prefix("listening ") {
                         let field = |key: &str| {
                             rest.split(' ')
@@ -232,6 +238,7 @@ impl Gateway {
         Ok(Gateway {
             child,
             listeners,
+            admin,
             stderr_path,
         })
     }
@@ -405,6 +412,9 @@ pub fn write_config(dir: &Path, certificate: &str, backend: SocketAddr) -> PathB
         format!(
             r#"[state]
 dir = "state"
+
+[admin]
+bind = "127.0.0.1:0"
 
 [[listener]]
 name = "web"
