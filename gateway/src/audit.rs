@@ -103,7 +103,7 @@ fn open_for_reading(state: &Path) -> anyhow::Result<(EventLog, Option<tempfile::
         let second = std::fs::read(&database).with_context(context)?;
         if first == second {
             write_private(&copy.path().join(event_log::DATABASE_FILE), &first)?;
-            tracing::info!("the gateway is running; reading a consistent copy of its event log");
+            tracing::debug!("the gateway is running; reading a consistent copy of its event log");
             let log = EventLog::open_existing(copy.path()).with_context(context)?;
             return Ok((log, Some(copy)));
         }

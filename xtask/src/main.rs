@@ -4,6 +4,8 @@
 //!   demo backend, and the gateway on `https://localhost:8443` reading that certificate by its Key
 //!   Vault URI through the emulator's managed-identity endpoint, with a `curl` line that works as
 //!   printed.
+//! - `rotate`: puts a new certificate version into that running emulator and refreshes the demo
+//!   listener through the gateway's admin API.
 //!
 //! Repository checks (every crate has a `//!` doc and forbids unsafe code) run under
 //! `cargo test -p xtask`.
@@ -20,8 +22,9 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("run") => run_demo(&args[1..]),
+        Some("rotate") => rotate_demo(),
         _ => {
-            eprintln!("usage: cargo xtask run [--port PORT]");
+            eprintln!("usage: cargo xtask run [--port PORT] | cargo xtask rotate");
             bail!("unknown or missing task")
         }
     }
@@ -44,9 +47,10 @@ fn run_demo(args: &[String]) -> anyhow::Result<()> {
     let demo = root.join("target/xtask-demo");
     std::fs::create_dir_all(&demo)?;
 
-    let (ca_pem, cert_pem) = development_certificate()?;
+    let cert_pem = development_certificate(&demo)?;
     let ca_file = demo.join("dev-ca.pem");
-    std::fs::write(&ca_file, ca_pem)?;
+    let admin_port = port.wrapping_add(2);
+    std::fs::write(demo.join("admin-addr"), format!("127.0.0.1:{admin_port}"))?;
 
     // The vault: the emulator, in this process, with the development certificate imported as a
     // new version of `demo-site` (each run adds a version, so the audit log shows a rotation).
@@ -79,6 +83,9 @@ fn run_demo(args: &[String]) -> anyhow::Result<()> {
             r#"# Written by `cargo xtask run`.
 [state]
 dir = "state"
+
+[admin]
+bind = "127.0.0.1:{admin_port}"
 
 [identity]
 kind = "managed-identity"
@@ -157,28 +164,127 @@ backend_pool = "demo-backend"
     Ok(())
 }
 
-/// A development CA and a `localhost` certificate it signed, both as PEM (the leaf's PEM holds the
-/// certificate, the CA certificate and the key, as a `pem_file` listener expects).
-fn development_certificate() -> anyhow::Result<(String, String)> {
+/// The development CA: its key is kept in `target/xtask-demo/dev-ca-key.pem` so that certificates
+/// issued by later runs and by `cargo xtask rotate` chain to the `dev-ca.pem` printed in the
+/// `curl` line. Returns the CA certificate (rebuilt from the same name and key) and its key.
+fn development_ca(demo: &Path) -> anyhow::Result<(rcgen::Certificate, rcgen::KeyPair)> {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-    let ca_key = KeyPair::generate()?;
+    let key_file = demo.join("dev-ca-key.pem");
+    let ca_file = demo.join("dev-ca.pem");
+    let existing = std::fs::read_to_string(&key_file)
+        .ok()
+        .filter(|_| ca_file.exists())
+        .and_then(|pem| KeyPair::from_pem(&pem).ok());
+    let fresh = existing.is_none();
+    let ca_key = match existing {
+        Some(key) => key,
+        None => KeyPair::generate()?,
+    };
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
         .distinguished_name
         .push(DnType::CommonName, "gateway development CA");
     let ca = ca_params.self_signed(&ca_key)?;
+    if fresh {
+        write_private(&key_file, ca_key.serialize_pem().as_bytes())?;
+        std::fs::write(&ca_file, ca.pem())?;
+    }
+    Ok((ca, ca_key))
+}
 
+/// A new `localhost` certificate from the development CA, as one PEM (leaf, CA, key).
+fn development_certificate(demo: &Path) -> anyhow::Result<String> {
+    use rcgen::{CertificateParams, DnType, KeyPair};
+    let (ca, ca_key) = development_ca(demo)?;
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(vec!["localhost".to_owned()])?;
     params
         .distinguished_name
         .push(DnType::CommonName, "localhost");
     let leaf = params.signed_by(&key, &ca, &ca_key)?;
-    Ok((
-        ca.pem(),
-        format!("{}{}{}", leaf.pem(), ca.pem(), key.serialize_pem()),
-    ))
+    Ok(format!("{}{}{}", leaf.pem(), ca.pem(), key.serialize_pem()))
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    Ok(())
+}
+
+/// `cargo xtask rotate`: a new certificate version into the running demo's emulator, then a
+/// refresh through the gateway's admin API, printing its outcome.
+fn rotate_demo() -> anyhow::Result<()> {
+    let demo = workspace_root().join("target/xtask-demo");
+    let info: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(demo.join("emulator").join(vault_emulator::INFO_FILE))
+            .context("no running demo found: start one with `cargo xtask run`")?,
+    )?;
+    let admin: std::net::SocketAddr = std::fs::read_to_string(demo.join("admin-addr"))
+        .context("no running demo found: start one with `cargo xtask run`")?
+        .trim()
+        .parse()?;
+    let control = info["control_url"]
+        .as_str()
+        .context("emulator.json has no control_url")?;
+    let pem = development_certificate(&demo)?;
+    let (status, body) = http_post(
+        &format!(
+            "{}certificates/demo-site/import",
+            control.trim_end_matches('/').to_owned() + "/"
+        ),
+        &serde_json::json!({ "value": pem }).to_string(),
+    )?;
+    if status != 200 {
+        bail!("the emulator refused the import ({status}): {body}");
+    }
+    let version: serde_json::Value = serde_json::from_str(&body)?;
+    println!(
+        "imported demo-site version {}",
+        version["version"].as_str().unwrap_or("?")
+    );
+    let (status, body) = http_post(&format!("http://{admin}/listeners/demo/refresh"), "")?;
+    let outcome: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    if status != 200 {
+        bail!("refresh failed ({status}): {body}");
+    }
+    println!("refresh: {}", outcome["summary"].as_str().unwrap_or(&body));
+    Ok(())
+}
+
+/// One plain-HTTP POST to a loopback service of the demo.
+fn http_post(url: &str, body: &str) -> anyhow::Result<(u16, String)> {
+    let rest = url
+        .strip_prefix("http://")
+        .context("only http:// URLs are used here")?;
+    let (authority, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_owned()), |(a, p)| (a, format!("/{p}")));
+    let mut stream =
+        TcpStream::connect(authority).with_context(|| format!("connecting to {authority}"))?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
 }
 
 /// A tiny HTTP/1.1 backend: answers every request with what it received, so the demo shows the
