@@ -9,6 +9,7 @@ pub mod admin_client;
 pub mod audit;
 pub mod check;
 pub mod config;
+pub mod https;
 pub mod keyvault;
 pub mod proxy;
 pub mod refresh;

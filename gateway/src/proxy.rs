@@ -111,6 +111,8 @@ pub enum Route {
 /// Everything the request handler of one listener needs.
 #[derive(Debug)]
 pub struct Site {
+    /// The port this listener is bound to, for `X-Forwarded-Port`.
+    pub port: u16,
     pub listener: String,
     pub hostnames: Vec<String>,
     pub protocol: Protocol,
@@ -231,7 +233,7 @@ async fn forward(
     pool: &BackendPool,
     client: &awc::Client,
 ) -> HttpResponse {
-    let headers = forwarded_headers(req, site.protocol);
+    let headers = forwarded_headers(req, site);
     let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let body = RequestBody::of(req);
     // A request with a body can be tried on one member only: its stream is consumed by the attempt.
@@ -302,7 +304,8 @@ impl RequestBody {
 
 /// The request headers the backend sees: the client's, minus hop-by-hop ones (including any the
 /// client named in `Connection`), plus `X-Forwarded-For/-Proto/-Host/-Port` and `X-Original-Host`.
-fn forwarded_headers(req: &HttpRequest, protocol: Protocol) -> HeaderMap {
+fn forwarded_headers(req: &HttpRequest, site: &Site) -> HeaderMap {
+    let protocol = site.protocol;
     let mut headers = req.headers().clone();
     strip_hop_by_hop(&mut headers);
     headers.remove(header::CONTENT_LENGTH);
@@ -332,8 +335,7 @@ fn forwarded_headers(req: &HttpRequest, protocol: Protocol) -> HeaderMap {
         // HTTP/2 carries the host in :authority; the HTTP/1.1 backend needs it as Host.
         insert(&mut headers, "host", &host);
     }
-    let local_port = req.app_config().local_addr().port();
-    insert(&mut headers, "x-forwarded-port", &local_port.to_string());
+    insert(&mut headers, "x-forwarded-port", &site.port.to_string());
     headers
 }
 

@@ -20,6 +20,7 @@ use crate::actors::messages::{Append, Install, InstallOutcome, ReadState, Restor
 use crate::actors::{EventLogActor, ListenersActor, VaultActor};
 use crate::admin::{self, AdminState};
 use crate::config::{CertificateSource, Config, ListenerConfig, Protocol};
+use crate::https;
 use crate::keyvault;
 use crate::proxy::{self, BackendPool, Route, Site, Sites};
 use crate::refresh::CheckerActor;
@@ -377,48 +378,56 @@ async fn bind_all(
                 }
             };
             sites.push(Site {
+                port: 0,
                 listener: listener.name.clone(),
                 hostnames: listener.hostnames.clone(),
                 protocol: listener.protocol,
                 route,
             });
         }
-        let sites = web::Data::new(Sites::new(sites));
         let names = group
             .iter()
             .map(|l| format!("`{}`", l.name))
             .collect::<Vec<_>>()
             .join(", ");
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(sites.clone())
-                .app_data(web::Data::new(proxy::backend_client()))
-                .default_service(web::to(proxy::handle))
-        })
-        .disable_signals();
+        let socket = std::net::TcpListener::bind(bind)
+            .with_context(|| format!("listeners {names}: cannot bind {bind}"))?;
+        let addr = socket.local_addr()?;
+        for site in &mut sites {
+            site.port = addr.port();
+        }
+        let sites = web::Data::new(Sites::new(sites));
         let protocol = group[0].protocol;
         let server = match protocol {
-            Protocol::Http => server.bind(bind),
+            Protocol::Http => HttpServer::new(move || {
+                App::new()
+                    .app_data(sites.clone())
+                    .app_data(web::Data::new(proxy::backend_client()))
+                    .default_service(web::to(proxy::handle))
+            })
+            .disable_signals()
+            .listen(socket)
+            .with_context(|| format!("listeners {names}: {bind}"))?
+            .run(),
             Protocol::Https => {
-                let resolver = SniResolver::new(group.iter().map(|l| slots[&l.name].clone()))
-                    .with_context(|| format!("listeners {names}"))?;
-                let tls = listener::server_config(Arc::new(resolver))
+                let resolver = Arc::new(
+                    SniResolver::new(group.iter().map(|l| slots[&l.name].clone()))
+                        .with_context(|| format!("listeners {names}"))?,
+                );
+                let tls = listener::server_config(resolver.clone())
                     .with_context(|| format!("listeners {names}: TLS configuration"))?;
-                server.bind_rustls_0_23(bind, tls)
+                https::server(socket, tls, resolver, sites)
+                    .with_context(|| format!("listeners {names}: {bind}"))?
             }
+        };
+        for listener in &group {
+            info!(listener = %listener.name, %protocol, %addr, "listening");
+            bound.push(BoundListener {
+                name: listener.name.clone(),
+                protocol,
+                addr,
+            });
         }
-        .with_context(|| format!("listeners {names}: cannot bind {bind}"))?;
-        for addr in server.addrs() {
-            for listener in &group {
-                info!(listener = %listener.name, %protocol, %addr, "listening");
-                bound.push(BoundListener {
-                    name: listener.name.clone(),
-                    protocol,
-                    addr,
-                });
-            }
-        }
-        let server = server.run();
         handles.push(server.handle());
         servers.push(actix_web::rt::spawn(server));
     }

@@ -39,6 +39,7 @@
 //! follow what it prints.
 #![forbid(unsafe_code)]
 
+mod client_hello;
 mod config;
 mod error;
 mod hostname;
@@ -46,6 +47,7 @@ mod listener;
 mod resolver;
 mod validate;
 
+pub use client_hello::{peek_server_name, Peeked, MAX_PEEK, UNRECOGNIZED_NAME_ALERT};
 pub use config::{server_config, ALPN_PROTOCOLS};
 pub use error::{Rejection, ResolverError, ServerConfigError};
 pub use hostname::covers;

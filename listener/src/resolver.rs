@@ -109,6 +109,13 @@ impl SniResolver {
         self.listeners.get(index)
     }
 
+    /// Whether a handshake with this SNI goes to a listener that is out of service: the caller
+    /// refuses it with `unrecognized_name` before rustls sees it.
+    #[must_use]
+    pub fn refuses(&self, server_name: Option<&str>) -> bool {
+        self.select(server_name).is_some_and(|l| !l.is_serving())
+    }
+
     fn lookup(&self, name: &str) -> Option<usize> {
         let name = name.strip_suffix('.').unwrap_or(name);
         // rustls hands over SNI already lowercased; other callers (a Host header) may not, and

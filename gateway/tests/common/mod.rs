@@ -500,3 +500,378 @@ pub fn handshake(
         conn.alpn_protocol().map(<[u8]>::to_vec),
     )
 }
+
+// ---- Key Vault rotation support (rotation.rs, zero_downtime.rs) -----------------------------
+
+/// A vault emulator in its own state directory that can be stopped and started again on the same
+/// ports with the same contents (Key Vault down, then back).
+pub struct TestVault {
+    emulator: Option<vault_emulator::EmulatorHandle>,
+    vault_addr: SocketAddr,
+    identity_addr: SocketAddr,
+    info: vault_emulator::EmulatorInfo,
+    dir: tempfile::TempDir,
+}
+
+impl TestVault {
+    pub fn start() -> TestVault {
+        let dir = tempfile::tempdir().unwrap();
+        let emulator = vault_emulator::Emulator::start(vault_emulator::EmulatorConfig::new(
+            dir.path().join("emulator"),
+        ))
+        .unwrap();
+        let info = emulator.info().clone();
+        let port_of = |url: &str| -> u16 {
+            let rest = url.split("://").nth(1).unwrap();
+            let host_port = rest.split('/').next().unwrap();
+            host_port.rsplit(':').next().unwrap().parse().unwrap()
+        };
+        TestVault {
+            vault_addr: SocketAddr::from(([127, 0, 0, 1], port_of(&info.vault_url))),
+            identity_addr: SocketAddr::from(([127, 0, 0, 1], port_of(&info.identity_endpoint))),
+            info,
+            emulator: Some(emulator),
+            dir,
+        }
+    }
+
+    /// The running emulator.
+    pub fn emulator(&self) -> &vault_emulator::EmulatorHandle {
+        self.emulator
+            .as_ref()
+            .expect("the vault emulator is running")
+    }
+
+    pub fn info(&self) -> &vault_emulator::EmulatorInfo {
+        &self.info
+    }
+
+    /// Stops the vault and its token endpoint: connections are refused until `restart`.
+    pub fn stop(&mut self) {
+        if let Some(emulator) = self.emulator.take() {
+            emulator.stop();
+        }
+    }
+
+    /// Starts the emulator again on the same ports, with the same CA, contents and token key
+    /// (tokens issued before stay valid).
+    pub fn restart(&mut self) {
+        self.stop();
+        let mut config = vault_emulator::EmulatorConfig::new(self.dir.path().join("emulator"));
+        config.bind = self.vault_addr;
+        config.identity_bind = Some(self.identity_addr);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match vault_emulator::Emulator::start(config.clone()) {
+                Ok(emulator) => {
+                    assert_eq!(emulator.info().vault_url, self.info.vault_url);
+                    self.emulator = Some(emulator);
+                    return;
+                }
+                Err(err) if std::time::Instant::now() < deadline => {
+                    eprintln!("restarting the vault emulator: {err}; trying again");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(err) => panic!("cannot restart the vault emulator: {err}"),
+            }
+        }
+    }
+
+    /// `host:port` of the vault URL.
+    pub fn host(&self) -> String {
+        self.info
+            .vault_url
+            .trim_start_matches("https://")
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    /// The versionless URI of secret `name`.
+    pub fn secret_uri(&self, name: &str) -> String {
+        format!("{}secrets/{name}", self.info.vault_url)
+    }
+
+    /// Imports `leaf` (with the CA as its chain) as a new version of certificate `name`.
+    pub fn import(&self, name: &str, leaf: &Leaf, pki: &Pki) -> String {
+        self.emulator()
+            .import_certificate(name, leaf.bundle_pem(pki).as_bytes(), None)
+            .unwrap()
+    }
+}
+
+/// One `[[listener]]` of `rotation_config`: https on 127.0.0.1:0 for `localhost`.
+pub struct ListenerSpec {
+    pub name: String,
+    /// The TOML inline table of its certificate.
+    pub certificate: String,
+    /// More lines of the listener's table (`rotation_schedule = …`).
+    pub extra: String,
+}
+
+impl ListenerSpec {
+    pub fn key_vault(name: &str, secret_uri: &str) -> ListenerSpec {
+        ListenerSpec {
+            name: name.to_owned(),
+            certificate: format!(r#"{{ key_vault_secret_id = "{secret_uri}" }}"#),
+            extra: String::new(),
+        }
+    }
+
+    pub fn pem_file(name: &str, path: &Path) -> ListenerSpec {
+        ListenerSpec {
+            name: name.to_owned(),
+            certificate: format!(r#"{{ pem_file = "{}" }}"#, path.display()),
+            extra: String::new(),
+        }
+    }
+
+    pub fn with(mut self, line: &str) -> ListenerSpec {
+        self.extra.push_str(line);
+        self.extra.push('\n');
+        self
+    }
+}
+
+/// A gateway config in `dir` (state in `dir/state`) with `listeners`, each proxying to `backend`,
+/// reading Key Vault as `client_id` through `vault`'s IMDS-style endpoint. `rotation` is the body
+/// of the `[rotation]` section; `admin` the `[admin] bind` address.
+pub fn rotation_config(
+    dir: &Path,
+    vault: &TestVault,
+    client_id: &str,
+    rotation: &str,
+    admin: SocketAddr,
+    listeners: &[ListenerSpec],
+    backend: SocketAddr,
+) -> PathBuf {
+    let info = vault.info();
+    let mut text = format!(
+        r#"[state]
+dir = "state"
+
+[admin]
+bind = "{admin}"
+
+[rotation]
+{rotation}
+
+[identity]
+kind = "managed-identity"
+endpoint = "{}"
+client_id = "{client_id}"
+
+[vault]
+ca_file = "{}"
+allowed_hosts = ["{}"]
+
+[[backend_pool]]
+name = "app"
+addresses = ["{backend}"]
+"#,
+        info.identity_endpoint,
+        info.ca_file.display(),
+        vault.host()
+    );
+    for listener in listeners {
+        text.push_str(&format!(
+            r#"
+[[listener]]
+name = "{name}"
+bind = "127.0.0.1:0"
+protocol = "https"
+hostnames = ["localhost"]
+certificate = {certificate}
+{extra}
+[[rule]]
+name = "{name}-to-app"
+listener = "{name}"
+backend_pool = "app"
+"#,
+            name = listener.name,
+            certificate = listener.certificate,
+            extra = listener.extra,
+        ));
+    }
+    let config = dir.join("gateway.toml");
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+/// A loopback address with a port that was free a moment ago (for an `[admin] bind` that the
+/// `gateway refresh` CLI must find in the config).
+pub fn free_loopback_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// One plain HTTP/1.1 request to the admin API: the status and the JSON body.
+pub fn admin_request(admin: SocketAddr, method: &str, path: &str) -> (u16, serde_json::Value) {
+    let mut sock = TcpStream::connect(admin).unwrap();
+    // A refresh waits for Key Vault, whose client retries for half a minute.
+    sock.set_read_timeout(Some(Duration::from_secs(180)))
+        .unwrap();
+    write!(
+        sock,
+        "{method} {path} HTTP/1.1\r\nHost: {admin}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    sock.read_to_end(&mut response).unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    let json = serde_json::from_str(body)
+        .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}"));
+    (status, json)
+}
+
+/// `POST /listeners/{listener}/refresh`: the outcome JSON (the request itself must succeed).
+#[track_caller]
+pub fn admin_refresh(admin: SocketAddr, listener: &str) -> serde_json::Value {
+    let (status, body) = admin_request(admin, "POST", &format!("/listeners/{listener}/refresh"));
+    assert_eq!(status, 200, "refresh of {listener}: {body}");
+    body
+}
+
+/// The TLS handshake only: the leaf the server presents, or why the handshake failed.
+pub fn try_served_leaf(
+    addr: SocketAddr,
+    server_name: &str,
+    ca_pem: &str,
+) -> Result<Thumbprint, String> {
+    let config = client_config(ca_pem, &[]);
+    let name = rustls_pki_types::ServerName::try_from(server_name.to_owned()).unwrap();
+    let mut conn = rustls::ClientConnection::new(config, name).unwrap();
+    let mut sock = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock).map_err(|e| e.to_string())?;
+    }
+    conn.peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| Thumbprint::of(c))
+        .ok_or_else(|| "no server certificate".to_owned())
+}
+
+/// A TLS connection kept open for several HTTP/1.1 requests.
+pub struct KeepAliveConnection {
+    stream: BufReader<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>,
+    host: String,
+    /// The leaf the server presented in the handshake.
+    pub leaf: Thumbprint,
+}
+
+impl KeepAliveConnection {
+    /// Connects and completes the handshake.
+    pub fn open(
+        addr: SocketAddr,
+        host: &str,
+        ca_pem: &str,
+    ) -> std::io::Result<KeepAliveConnection> {
+        Self::open_with(client_config(ca_pem, &[b"http/1.1"]), addr, host)
+    }
+
+    /// Like `open`, with a client configuration built once by the caller.
+    pub fn open_with(
+        config: Arc<rustls::ClientConfig>,
+        addr: SocketAddr,
+        host: &str,
+    ) -> std::io::Result<KeepAliveConnection> {
+        let name = rustls_pki_types::ServerName::try_from(host.to_owned()).unwrap();
+        let mut conn =
+            rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
+        let mut sock = TcpStream::connect(addr)?;
+        sock.set_read_timeout(Some(Duration::from_secs(30)))?;
+        sock.set_nodelay(true)?;
+        while conn.is_handshaking() {
+            conn.complete_io(&mut sock)?;
+        }
+        let leaf = conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| Thumbprint::of(c))
+            .ok_or_else(|| std::io::Error::other("no server certificate"))?;
+        Ok(KeepAliveConnection {
+            stream: BufReader::new(rustls::StreamOwned::new(conn, sock)),
+            host: host.to_owned(),
+            leaf,
+        })
+    }
+
+    /// GET `path` on this connection (keep-alive): the status and the body.
+    pub fn get(&mut self, path: &str) -> std::io::Result<(u16, String)> {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.host);
+        let stream = self.stream.get_mut();
+        stream.write_all(request.as_bytes())?;
+        stream.flush()?;
+        let mut status_line = String::new();
+        if self.stream.read_line(&mut status_line)? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the server closed the connection",
+            ));
+        }
+        let status: u16 = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("bad status line {status_line:?}")))?;
+        let mut content_length = None;
+        let mut chunked = false;
+        loop {
+            let mut line = String::new();
+            if self.stream.read_line(&mut line)? == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection in the headers",
+                ));
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let (name, value) = line.split_once(':').unwrap_or((line, ""));
+            let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+            if name == "content-length" {
+                content_length = value.parse::<usize>().ok();
+            }
+            if name == "transfer-encoding" && value.eq_ignore_ascii_case("chunked") {
+                chunked = true;
+            }
+        }
+        let body = if chunked {
+            read_chunked(&mut self.stream)?
+        } else {
+            let mut body = vec![0; content_length.unwrap_or(0)];
+            self.stream.read_exact(&mut body)?;
+            body
+        };
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+}
+
+/// Polls `check` every 100 ms until it returns `Some` or `within` has passed; panics naming `what`.
+#[track_caller]
+pub fn wait_for<T>(what: &str, within: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
