@@ -22,6 +22,7 @@ pub struct AdminState {
     pub slots: BTreeMap<String, Arc<ListenerCertificate>>,
     pub log: Addr<EventLogActor>,
     pub rotator: Option<Addr<Rotator>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A listener as configured.
@@ -60,6 +61,8 @@ pub fn start(
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .route("/", web::get().to(crate::status_page::page))
+            .route("/metrics", web::get().to(crate::metrics::render))
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
             .route("/listeners", web::get().to(listeners))
@@ -77,12 +80,13 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok\n")
 }
 
-/// Ready when every https listener has a certificate and is in service.
+/// Ready when every enabled https listener has a certificate. A listener the failure policy took
+/// out of service is not waited for: it is out on purpose, and `/listeners` shows it.
 async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
     let not_ready: Vec<&str> = state
         .slots
         .values()
-        .filter(|slot| slot.current().is_none() || !slot.is_serving())
+        .filter(|slot| slot.is_serving() && slot.current().is_none())
         .map(|slot| slot.name())
         .collect();
     if not_ready.is_empty() {
@@ -93,39 +97,46 @@ async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
     }
 }
 
-#[derive(Serialize)]
-struct ListenerView<'a> {
-    name: &'a str,
-    protocol: String,
-    bind: String,
-    hostnames: &'a [String],
-    source: Option<&'a str>,
+/// One listener as the admin API, the status page and `gateway status` show it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListenerView {
+    pub name: String,
+    pub protocol: String,
+    pub bind: String,
+    pub hostnames: Vec<String>,
+    pub source: Option<String>,
     /// `serving`, `disabled` (taken out of service by the failure policy), `no_certificate`, or
     /// `plain` for http listeners.
-    state: &'static str,
-    thumbprint: Option<String>,
-    subject: Option<String>,
-    dns_names: Option<Vec<String>>,
-    not_after: Option<String>,
-    version: Option<String>,
-    installed_at: Option<String>,
-    last_check: Option<String>,
-    last_outcome: Option<serde_json::Value>,
-    next_check: Option<String>,
-    failing_since: Option<String>,
+    pub state: String,
+    pub thumbprint: Option<String>,
+    pub subject: Option<String>,
+    pub dns_names: Option<Vec<String>>,
+    pub not_after: Option<String>,
+    /// Whole days until `not_after` (negative once expired).
+    pub days_to_expiry: Option<i64>,
+    pub version: Option<String>,
+    pub installed_at: Option<String>,
+    pub last_check: Option<String>,
+    pub last_outcome: Option<serde_json::Value>,
+    pub next_check: Option<String>,
+    pub failing_since: Option<String>,
 }
 
-async fn listeners(state: web::Data<AdminState>) -> HttpResponse {
+/// Every listener's view, from the serving slots, the log's state and the rotator's checks.
+pub async fn listener_views(state: &AdminState) -> Result<Vec<ListenerView>, String> {
     let log_state = match state.log.send(ReadState).await {
         Ok(Ok(s)) => s,
-        Ok(Err(err)) => return internal(&err.to_string()),
-        Err(err) => return internal(&err.to_string()),
+        Ok(Err(err)) => return Err(err.to_string()),
+        Err(err) => return Err(err.to_string()),
     };
     let checks = match &state.rotator {
         Some(rotator) => rotator.send(ListenerStatus).await.unwrap_or_default(),
         None => Vec::new(),
     };
-    let views: Vec<ListenerView<'_>> = state
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    Ok(state
         .listeners
         .iter()
         .map(|info| {
@@ -141,18 +152,21 @@ async fn listeners(state: web::Data<AdminState>) -> HttpResponse {
                 _ => "serving",
             };
             ListenerView {
-                name: &info.name,
+                name: info.name.clone(),
                 protocol: info.protocol.to_string(),
                 bind: info.bind.to_string(),
-                hostnames: &info.hostnames,
-                source: info.source.as_deref(),
-                state: listener_state,
+                hostnames: info.hostnames.clone(),
+                source: info.source.clone(),
+                state: listener_state.to_owned(),
                 thumbprint: current.as_ref().map(|c| c.thumbprint().to_string()),
                 subject: current.as_ref().map(|c| c.subject().to_string()),
                 dns_names: current.as_ref().map(|c| c.dns_names().to_vec()),
                 not_after: current
                     .as_ref()
                     .map(|c| event_log::format_secs(c.not_after())),
+                days_to_expiry: current
+                    .as_ref()
+                    .map(|c| (c.not_after() - now).div_euclid(86_400)),
                 version: installed
                     .filter(|i| Some(i.thumbprint) == current.as_ref().map(|c| c.thumbprint()))
                     .and_then(|i| i.version.clone()),
@@ -171,8 +185,14 @@ async fn listeners(state: web::Data<AdminState>) -> HttpResponse {
                     .map(event_log::format_ms),
             }
         })
-        .collect();
-    HttpResponse::Ok().json(views)
+        .collect())
+}
+
+async fn listeners(state: web::Data<AdminState>) -> HttpResponse {
+    match listener_views(&state).await {
+        Ok(views) => HttpResponse::Ok().json(views),
+        Err(err) => internal(&err),
+    }
 }
 
 #[derive(Deserialize)]

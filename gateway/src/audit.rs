@@ -1,4 +1,5 @@
-//! `gateway audit`: the event log as a table or JSON lines, filtered, or its hash chain verified.
+//! `gateway audit`: the event log as a table or JSON lines, newest first, filtered, or its hash
+//! chain verified.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,9 @@ pub struct AuditArgs {
     /// Only events at or after this time: RFC 3339 (`2026-12-01T00:00:00Z`) or an age (`90m`, `12h`, `7d`).
     #[arg(long)]
     pub since: Option<String>,
+    /// Only events before this time: RFC 3339 or an age, as for `--since`.
+    #[arg(long)]
+    pub until: Option<String>,
     /// Only the most recent N matching events.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -45,18 +49,26 @@ pub fn run(args: &AuditArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         .map(str::parse::<EventKind>)
         .transpose()
         .context("--kind")?;
+    let now = SystemTime::now();
     let since_ms = args
         .since
         .as_deref()
-        .map(|s| parse_since(s, SystemTime::now()))
+        .map(|s| parse_time("--since", s, now))
         .transpose()?;
-    let events = log.query(&Query {
+    let until_ms = args
+        .until
+        .as_deref()
+        .map(|s| parse_time("--until", s, now))
+        .transpose()?;
+    let mut events = log.query(&Query {
         listener: args.listener.clone(),
         kind,
         since_ms,
-        until_ms: None,
+        until_ms,
         limit: args.limit,
     })?;
+    // The log answers oldest first; people and tools both want the latest change on top.
+    events.reverse();
     if args.json {
         for envelope in &events {
             writeln!(out, "{}", serde_json::to_string(envelope)?)?;
@@ -134,6 +146,12 @@ pub fn format_time_s(secs: i64) -> String {
 
 /// `--since`: an RFC 3339 time, or an age before `now` in `s`, `m`, `h` or `d`.
 pub fn parse_since(text: &str, now: SystemTime) -> anyhow::Result<i64> {
+    parse_time("--since", text, now)
+}
+
+/// A time bound given as an RFC 3339 time or an age before `now` in `s`, `m`, `h` or `d`, as Unix
+/// milliseconds; errors name `flag`.
+pub fn parse_time(flag: &str, text: &str, now: SystemTime) -> anyhow::Result<i64> {
     if let Ok(at) =
         time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
     {
@@ -145,11 +163,11 @@ pub fn parse_since(text: &str, now: SystemTime) -> anyhow::Result<i64> {
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
-        _ => bail!("--since `{text}`: expected an RFC 3339 time such as 2026-12-01T00:00:00Z or an age such as 90m, 12h, 7d"),
+        _ => bail!("{flag} `{text}`: expected an RFC 3339 time such as 2026-12-01T00:00:00Z or an age such as 90m, 12h, 7d"),
     };
     let amount: i64 = digits
         .parse()
-        .with_context(|| format!("--since `{text}`: `{digits}` is not a whole number"))?;
+        .with_context(|| format!("{flag} `{text}`: `{digits}` is not a whole number"))?;
     let now_ms = now
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
@@ -172,5 +190,11 @@ mod tests {
         );
         let err = parse_since("yesterday", now).unwrap_err().to_string();
         assert!(err.contains("--since `yesterday`"), "{err}");
+        let err = parse_time("--until", "soon", now).unwrap_err().to_string();
+        assert!(err.contains("--until `soon`"), "{err}");
+        assert_eq!(
+            parse_time("--until", "1h", now).unwrap(),
+            (1_000_000 - 3600) * 1000
+        );
     }
 }

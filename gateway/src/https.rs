@@ -4,6 +4,7 @@
 //! `unrecognized_name` alert, as Application Gateway does, instead of reaching rustls, which would
 //! answer `access_denied`.
 
+use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use listener::{Peeked, SniResolver, MAX_PEEK, UNRECOGNIZED_NAME_ALERT};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use crate::metrics::HandshakeStats;
 use crate::proxy::{self, Sites};
 
 /// How long a client may take to send its ClientHello before the connection is handed to rustls
@@ -31,7 +33,9 @@ pub fn server(
     tls: rustls::ServerConfig,
     resolver: Arc<SniResolver>,
     sites: web::Data<Sites>,
+    handshakes: HashMap<String, Arc<HandshakeStats>>,
 ) -> io::Result<Server> {
+    let handshakes = Arc::new(handshakes);
     let name = format!("https-{}", socket.local_addr()?);
     Ok(Server::build()
         .disable_signals()
@@ -40,7 +44,14 @@ pub fn server(
                 .app_data(sites.clone())
                 .app_data(web::Data::new(proxy::backend_client()))
                 .default_service(web::to(proxy::handle));
+            let count = {
+                let (resolver, handshakes) = (resolver.clone(), handshakes.clone());
+                move |stream: &TlsStream<TcpStream>, _: &mut actix_http::Extensions| {
+                    count_handshake(stream, &resolver, &handshakes);
+                }
+            };
             let http = HttpService::<TlsStream<TcpStream>, _, _, _, _>::build()
+                .on_connect_ext(count)
                 .finish(map_config(app.into_factory(), |_| AppConfig::default()))
                 .rustls_0_23(tls.clone());
             let resolver = resolver.clone();
@@ -51,6 +62,23 @@ pub fn server(
             .and_then(http)
         })?
         .run())
+}
+
+/// Counts a completed handshake for the listener its SNI chose.
+fn count_handshake(
+    stream: &TlsStream<TcpStream>,
+    resolver: &SniResolver,
+    handshakes: &HashMap<String, Arc<HandshakeStats>>,
+) {
+    let tls = stream.get_ref().1;
+    let Some(listener) = resolver.select(tls.server_name()) else {
+        return;
+    };
+    if let Some(stats) = handshakes.get(listener.name()) {
+        let tls13 = tls.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3);
+        let resumed = tls.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        stats.observe(tls13, resumed);
+    }
 }
 
 /// Passes the connection on unless its ClientHello names a listener that is out of service.

@@ -5,6 +5,7 @@
 //! and exit codes; the work is in the library.
 #![forbid(unsafe_code)]
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -20,8 +21,24 @@ use gateway::config::Config;
     about = "TLS-terminating gateway with Key Vault certificates"
 )]
 struct Cli {
+    /// How log lines on standard error look: `text` for people, `json` (one object per line) for
+    /// log collectors. `RUST_LOG` sets what is logged.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "GATEWAY_LOG_FORMAT",
+        default_value_t = LogFormat::Text
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -46,6 +63,15 @@ enum Command {
         #[arg(long)]
         listener: Option<String>,
     },
+    /// Print each listener's state and served certificate, from the running gateway's admin API.
+    Status {
+        /// The admin API's address (`[admin] bind`).
+        #[arg(long, conflicts_with = "config", required_unless_present = "config")]
+        admin: Option<SocketAddr>,
+        /// Read the admin address from this config file instead.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Fetch one certificate from Key Vault with the config's identity and describe it (never the key).
     Fetch {
         #[arg(long)]
@@ -57,13 +83,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(cli.log_format);
     let result = match cli.command {
         Command::Run { config } => run(config),
         Command::CheckConfig { config } => check_config(config),
         Command::Audit(args) => audit::run(&args, &mut std::io::stdout().lock()),
         Command::Fetch { config, secret_uri } => fetch(config, &secret_uri),
         Command::Refresh { config, listener } => refresh(config, listener.as_deref()),
+        Command::Status { admin, config } => status(admin, config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -75,13 +102,22 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        // One JSON object per line; the event's fields at the top level next to `message`.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 fn run(config: PathBuf) -> anyhow::Result<()> {
@@ -169,6 +205,19 @@ fn refresh(config: PathBuf, only: Option<&str>) -> anyhow::Result<()> {
     }
     if !all_good {
         anyhow::bail!("not every refresh succeeded");
+    }
+    Ok(())
+}
+
+fn status(admin: Option<SocketAddr>, config: Option<PathBuf>) -> anyhow::Result<()> {
+    let admin = match (admin, config) {
+        (Some(admin), _) => admin,
+        (None, Some(config)) => Config::load(&config)?.admin.bind,
+        (None, None) => anyhow::bail!("give --admin ADDR or --config FILE"),
+    };
+    let views = gateway::admin_client::listeners(admin)?;
+    for line in gateway::admin_client::status_lines(&views) {
+        println!("{line}");
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::body::{BodyStream, SizedStream};
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -13,6 +13,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use tracing::warn;
 
 use crate::config::{BackendPoolConfig, Protocol};
+use crate::metrics::{BackendHealth, Metrics, RequestStats};
 
 /// The headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1), plus the
 /// legacy `Proxy-Connection` and `Keep-Alive` that some clients still send.
@@ -73,28 +74,36 @@ impl fmt::Display for BackendAddress {
 pub struct BackendPool {
     pub name: String,
     members: Vec<BackendAddress>,
+    /// Each member's last known health, for `gateway_backend_up`.
+    health: Vec<Arc<BackendHealth>>,
     next: AtomicUsize,
 }
 
 impl BackendPool {
-    pub fn new(config: &BackendPoolConfig) -> Result<BackendPool, String> {
+    pub fn new(config: &BackendPoolConfig, metrics: &Metrics) -> Result<BackendPool, String> {
         let members = config
             .addresses
             .iter()
             .map(|a| BackendAddress::parse(a).map_err(|why| format!("address `{a}` {why}")))
             .collect::<Result<Vec<_>, _>>()?;
+        let health = members
+            .iter()
+            .map(|m| metrics.backend(&config.name, &m.to_string()))
+            .collect();
         Ok(BackendPool {
             name: config.name.clone(),
             members,
+            health,
             next: AtomicUsize::new(0),
         })
     }
 
     /// The members in the order this request should try them: round robin for the first, then the
     /// rest in pool order so a dead member costs one connect attempt, not a failed request.
-    fn members_for_request(&self) -> impl Iterator<Item = &BackendAddress> {
+    fn members_for_request(&self) -> impl Iterator<Item = (&BackendAddress, &BackendHealth)> {
         let start = self.next.fetch_add(1, Ordering::Relaxed) % self.members.len();
-        self.members[start..].iter().chain(&self.members[..start])
+        let members = self.members.iter().zip(self.health.iter().map(|h| &**h));
+        members.clone().skip(start).chain(members.take(start))
     }
 }
 
@@ -113,6 +122,8 @@ pub enum Route {
 pub struct Site {
     /// The port this listener is bound to, for `X-Forwarded-Port`.
     pub port: u16,
+    /// This listener's request counters.
+    pub stats: Arc<RequestStats>,
     pub listener: String,
     pub hostnames: Vec<String>,
     pub protocol: Protocol,
@@ -198,10 +209,14 @@ pub async fn handle(
             "421 Misdirected Request: no listener here serves this host\n",
         );
     };
-    match &site.route {
+    let started = Instant::now();
+    let response = match &site.route {
         Route::RedirectToHttps { port } => redirect_to_https(&req, *port),
         Route::Proxy(pool) => forward(&req, payload, site, pool, &client).await,
-    }
+    };
+    site.stats
+        .observe(response.status().as_u16(), started.elapsed());
+    response
 }
 
 fn redirect_to_https(req: &HttpRequest, port: u16) -> HttpResponse {
@@ -238,7 +253,7 @@ async fn forward(
     let body = RequestBody::of(req);
     // A request with a body can be tried on one member only: its stream is consumed by the attempt.
     let mut payload = Some(payload);
-    for member in pool.members_for_request() {
+    for (member, health) in pool.members_for_request() {
         let url = format!("http://{member}{path_and_query}");
         let mut request = client.request(req.method().clone(), url);
         *request.headers_mut() = headers.clone();
@@ -253,6 +268,13 @@ async fn forward(
                 None => break,
             },
         };
+        match &sent {
+            Ok(_) => health.set(true),
+            Err(
+                awc::error::SendRequestError::Connect(_) | awc::error::SendRequestError::Timeout,
+            ) => health.set(false),
+            Err(_) => {}
+        }
         match sent {
             Ok(response) => return relay(req.method(), response),
             Err(awc::error::SendRequestError::Timeout) => {
@@ -419,14 +441,17 @@ mod tests {
 
     #[test]
     fn round_robin_starts_each_request_at_the_next_member_and_falls_back_to_the_rest() {
-        let pool = BackendPool::new(&BackendPoolConfig {
-            name: "p".into(),
-            addresses: vec!["a:1".into(), "b:1".into(), "c:1".into()],
-        })
+        let pool = BackendPool::new(
+            &BackendPoolConfig {
+                name: "p".into(),
+                addresses: vec!["a:1".into(), "b:1".into(), "c:1".into()],
+            },
+            &Metrics::default(),
+        )
         .unwrap();
         let order = |pool: &BackendPool| {
             pool.members_for_request()
-                .map(ToString::to_string)
+                .map(|(member, _)| member.to_string())
                 .collect::<Vec<_>>()
                 .join(" ")
         };

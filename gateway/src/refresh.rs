@@ -14,6 +14,7 @@ use vault_client::{ErrorClass, SecretId};
 
 use crate::actors::messages::{FetchCertificate, Install, InstallOutcome};
 use crate::actors::ListenersActor;
+use crate::metrics::Metrics;
 
 /// Runs checks for the Key Vault listeners.
 pub struct CheckerActor {
@@ -23,6 +24,7 @@ pub struct CheckerActor {
     slots: BTreeMap<String, Arc<ListenerCertificate>>,
     vault: Recipient<FetchCertificate>,
     listeners: Addr<ListenersActor>,
+    metrics: Arc<Metrics>,
 }
 
 impl CheckerActor {
@@ -31,12 +33,14 @@ impl CheckerActor {
         slots: BTreeMap<String, Arc<ListenerCertificate>>,
         vault: Recipient<FetchCertificate>,
         listeners: Addr<ListenersActor>,
+        metrics: Arc<Metrics>,
     ) -> CheckerActor {
         CheckerActor {
             secrets,
             slots,
             vault,
             listeners,
+            metrics,
         }
     }
 }
@@ -53,6 +57,7 @@ impl Handler<RunCheck> for CheckerActor {
         let slot = self.slots.get(&msg.listener).cloned();
         let vault = self.vault.clone();
         let listeners = self.listeners.clone();
+        let metrics = self.metrics.clone();
         Box::pin(async move {
             let outcome = match id {
                 Some(id) => check(&msg, &id, &vault, &listeners).await,
@@ -64,6 +69,11 @@ impl Handler<RunCheck> for CheckerActor {
                     ),
                 },
             };
+            let failure = match &outcome {
+                CheckOutcome::Failed { class, .. } => Some(class.as_str()),
+                _ => None,
+            };
+            metrics.checked(&msg.listener, failure);
             let served = slot.and_then(|s| s.current()).map(|c| ServedCertificate {
                 thumbprint: c.thumbprint(),
                 not_after: c.not_after(),

@@ -22,6 +22,7 @@ use crate::admin::{self, AdminState};
 use crate::config::{CertificateSource, Config, ListenerConfig, Protocol};
 use crate::https;
 use crate::keyvault;
+use crate::metrics::Metrics;
 use crate::proxy::{self, BackendPool, Route, Site, Sites};
 use crate::refresh::CheckerActor;
 use crate::sources;
@@ -94,7 +95,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             )
         })
         .collect();
+    let metrics = Metrics::new();
     let listeners_actor = ListenersActor::new(
+        metrics.clone(),
         slots.values().cloned(),
         log_actor.clone().recipient(),
         log_actor.clone().recipient(),
@@ -120,8 +123,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .map(|(name, _)| name.clone())
         .collect();
 
-    let mut running = bind_all(&config, &slots).await?;
-    let rotator = start_rotator(&config, &slots, &disabled, &log_actor, &listeners_actor).await?;
+    let mut running = bind_all(&config, &slots, &metrics).await?;
+    let rotator = start_rotator(
+        &config,
+        &slots,
+        &disabled,
+        &log_actor,
+        &listeners_actor,
+        &metrics,
+    )
+    .await?;
 
     let (admin_addrs, admin_server) = admin::start(
         config.admin.bind,
@@ -130,6 +141,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             slots: slots.clone(),
             log: log_actor.clone(),
             rotator,
+            metrics,
         },
     )
     .with_context(|| format!("[admin] cannot bind {}", config.admin.bind))?;
@@ -149,6 +161,7 @@ async fn start_rotator(
     disabled: &[String],
     log: &Addr<EventLogActor>,
     listeners: &Addr<ListenersActor>,
+    metrics: &Arc<Metrics>,
 ) -> anyhow::Result<Option<Addr<Rotator>>> {
     let Some(client) = keyvault::vault_client(config)? else {
         return Ok(None);
@@ -175,8 +188,14 @@ async fn start_rotator(
     }
     let policy = config.rotation_policy().map_err(anyhow::Error::msg)?;
     let vault = VaultActor::new(client).start();
-    let checker =
-        CheckerActor::new(secrets, slots.clone(), vault.recipient(), listeners.clone()).start();
+    let checker = CheckerActor::new(
+        secrets,
+        slots.clone(),
+        vault.recipient(),
+        listeners.clone(),
+        metrics.clone(),
+    )
+    .start();
     let rotator = Rotator::new(
         plans.clone(),
         policy,
@@ -324,6 +343,7 @@ async fn reconcile_file(
 async fn bind_all(
     config: &Config,
     slots: &BTreeMap<String, Arc<ListenerCertificate>>,
+    metrics: &Arc<Metrics>,
 ) -> anyhow::Result<Running> {
     let mut bound: Vec<BoundListener> = Vec::new();
     let mut servers = Vec::new();
@@ -333,7 +353,7 @@ async fn bind_all(
 
     let mut pools: BTreeMap<String, Arc<BackendPool>> = BTreeMap::new();
     for pool in &config.backend_pools {
-        let built = BackendPool::new(pool)
+        let built = BackendPool::new(pool, metrics)
             .map_err(|why| anyhow::anyhow!("backend_pool `{}`: {why}", pool.name))?;
         pools.insert(pool.name.clone(), Arc::new(built));
     }
@@ -377,8 +397,13 @@ async fn bind_all(
                     Route::Proxy(pools[&pool.name].clone())
                 }
             };
+            let pool_label = match &route {
+                Route::Proxy(pool) => pool.name.as_str(),
+                Route::RedirectToHttps { .. } => "redirect",
+            };
             sites.push(Site {
                 port: 0,
+                stats: metrics.requests(&listener.name, pool_label),
                 listener: listener.name.clone(),
                 hostnames: listener.hostnames.clone(),
                 protocol: listener.protocol,
@@ -416,7 +441,11 @@ async fn bind_all(
                 );
                 let tls = listener::server_config(resolver.clone())
                     .with_context(|| format!("listeners {names}: TLS configuration"))?;
-                https::server(socket, tls, resolver, sites)
+                let handshakes = group
+                    .iter()
+                    .map(|l| (l.name.clone(), metrics.handshakes(&l.name)))
+                    .collect();
+                https::server(socket, tls, resolver, sites, handshakes)
                     .with_context(|| format!("listeners {names}: {bind}"))?
             }
         };

@@ -111,6 +111,23 @@ pub enum Rejection {
     },
 }
 
+impl Rejection {
+    /// A short, stable name for the kind of rejection, for metrics labels and tools.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::EmptyChain | Rejection::Unparsable { .. } => "unparsable",
+            Rejection::ChainOrder { .. } => "chain_order",
+            Rejection::CaAsLeaf { .. } => "ca_as_leaf",
+            Rejection::WeakKey { .. } | Rejection::UnusableKey { .. } => "weak_key",
+            Rejection::KeyMismatch | Rejection::KeyMatchUnknown => "key_mismatch",
+            Rejection::Expired { .. } => "expired",
+            Rejection::NotYetValid { .. } => "not_yet_valid",
+            Rejection::HostnameNotCovered { .. } => "hostname_not_covered",
+        }
+    }
+}
+
 fn display_names(names: &[String]) -> String {
     if names.is_empty() {
         "none".to_owned()

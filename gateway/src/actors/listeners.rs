@@ -17,6 +17,7 @@ use super::messages::{
 };
 
 pub struct ListenersActor {
+    metrics: Arc<crate::metrics::Metrics>,
     listeners: BTreeMap<String, Arc<ListenerCertificate>>,
     append: Recipient<Append>,
     record_install: Recipient<RecordInstall>,
@@ -25,12 +26,14 @@ pub struct ListenersActor {
 
 impl ListenersActor {
     pub fn new(
+        metrics: Arc<crate::metrics::Metrics>,
         listeners: impl IntoIterator<Item = Arc<ListenerCertificate>>,
         append: Recipient<Append>,
         record_install: Recipient<RecordInstall>,
         load_installed: Recipient<LoadInstalled>,
     ) -> ListenersActor {
         ListenersActor {
+            metrics,
             listeners: listeners
                 .into_iter()
                 .map(|l| (l.name().to_owned(), l))
@@ -62,6 +65,7 @@ impl Handler<Install> for ListenersActor {
         let slot = self.slot(&msg.listener);
         let append = self.append.clone();
         let record_install = self.record_install.clone();
+        let metrics = self.metrics.clone();
         AtomicResponse::new(Box::pin(
             async move {
                 let slot = slot?;
@@ -92,6 +96,7 @@ impl Handler<Install> for ListenersActor {
                 match validation {
                     Err(rejection) => {
                         let reason = rejection.to_string();
+                        metrics.rejected(&msg.listener, rejection.code());
                         warn!(listener = %msg.listener, %thumbprint, source = %msg.source, %reason, "certificate rejected; the previous one stays in service");
                         append
                             .send(Append {
@@ -119,6 +124,7 @@ impl Handler<Install> for ListenersActor {
                             })
                             .await??;
                         slot.install(validated);
+                        metrics.installed(&msg.listener, msg.trigger.as_str());
                         info!(listener = %msg.listener, %thumbprint, previous = ?previous.map(|p| p.to_string()), trigger = %msg.trigger, "certificate installed");
                         Ok(InstallOutcome::Installed {
                             previous,

@@ -438,16 +438,21 @@ backend_pool = "app"
     config
 }
 
-/// The audit log as JSON values, via `gateway audit --json`.
+/// The audit log as JSON values, via `gateway audit --json`, in chronological order (oldest
+/// first). `gateway audit` prints newest first; this reverses its lines so that tests can assert
+/// sequences in the order things happened. `extra` filters still apply (`--limit N` keeps the N
+/// most recent, here returned oldest first).
 pub fn audit_json(state: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
     let mut args = vec!["audit", "--state", state.to_str().unwrap(), "--json"];
     args.extend_from_slice(extra);
     let (ok, stdout, stderr) = gateway_cli(&args, &[]);
     assert!(ok, "audit failed: {stderr}");
-    stdout
+    let mut events: Vec<serde_json::Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+        .collect();
+    events.reverse();
+    events
 }
 
 /// The `kind` of every event, in order.
