@@ -4,6 +4,8 @@
 //!   demo backend, and the gateway on `https://localhost:8443` reading that certificate by its Key
 //!   Vault URI through the emulator's managed-identity endpoint, with a `curl` line that works as
 //!   printed.
+//! - `bench`: the gateway, nginx and HAProxy side by side (see `bench.rs`), report in
+//!   `target/bench/report.md`.
 //! - `rotate`: puts a new certificate version into that running emulator and refreshes the demo
 //!   listener through the gateway's admin API.
 //!
@@ -18,13 +20,16 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context as _};
 
+mod bench;
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("run") => run_demo(&args[1..]),
         Some("rotate") => rotate_demo(),
+        Some("bench") => bench::run(&workspace_root(), &args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask run [--port PORT] | cargo xtask rotate");
+            eprintln!("usage: cargo xtask run [--port PORT] | cargo xtask rotate | cargo xtask bench [--quick]");
             bail!("unknown or missing task")
         }
     }
