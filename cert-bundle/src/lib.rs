@@ -1,7 +1,10 @@
 //! A server certificate with its private key, decoded from the forms certificates travel in: PEM
 //! bundles and PKCS#12 (PFX) files in every encoding met in practice — OpenSSL 3's PBES2/AES default,
 //! OpenSSL's `-legacy` RC2/3DES, and Key Vault's own password-less 3DES export whose MAC uses a
-//! zero-length password.
+//! zero-length password. Java keytool keystores and Python `cryptography`'s files open too;
+//! `tests/compat.rs` holds one row per producer, encryption choice and key type (RSA 2048-4096,
+//! EC P-256/P-384). What is not implemented (RC4, DES, MD5, SHA-3 MACs, PBMAC1, ...) fails with
+//! [`BundleError::UnsupportedAlgorithm`] naming the algorithm.
 //!
 //! The crate only decodes; whether a certificate may be served (validity, key match, names) is
 //! the `listener` crate's gate.

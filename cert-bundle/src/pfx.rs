@@ -60,6 +60,10 @@ mod oid {
     pub(super) const SHA384: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.2");
     pub(super) const SHA512: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.3");
     pub(super) const MD5: Oid = Oid::new_unwrap("1.2.840.113549.2.5");
+    pub(super) const SHA3_224: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.7");
+    pub(super) const SHA3_256: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.8");
+    pub(super) const SHA3_384: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.9");
+    pub(super) const SHA3_512: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.10");
 
     pub(super) const AES128_CBC: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.1.2");
     pub(super) const AES192_CBC: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.1.22");
@@ -67,6 +71,9 @@ mod oid {
     pub(super) const DES_EDE3_CBC: Oid = Oid::new_unwrap("1.2.840.113549.3.7");
     pub(super) const DES_CBC: Oid = Oid::new_unwrap("1.3.14.3.2.7");
     pub(super) const RC2_CBC: Oid = Oid::new_unwrap("1.2.840.113549.3.2");
+    pub(super) const CAMELLIA128_CBC: Oid = Oid::new_unwrap("1.2.392.200011.61.1.1.1.2");
+    pub(super) const CAMELLIA192_CBC: Oid = Oid::new_unwrap("1.2.392.200011.61.1.1.1.3");
+    pub(super) const CAMELLIA256_CBC: Oid = Oid::new_unwrap("1.2.392.200011.61.1.1.1.4");
 
     /// Names of OIDs met in the wild, for error messages about what is not supported.
     pub(super) fn name(oid: &Oid) -> Option<&'static str> {
@@ -79,8 +86,15 @@ mod oid {
             PBE_MD5_DES => "pbeWithMD5AndDES-CBC",
             PBE_SHA1_DES => "pbeWithSHA1AndDES-CBC",
             MD5 => "MD5",
+            SHA3_224 => "SHA3-224",
+            SHA3_256 => "SHA3-256",
+            SHA3_384 => "SHA3-384",
+            SHA3_512 => "SHA3-512",
             DES_CBC => "DES-CBC",
             RC2_CBC => "RC2-CBC",
+            CAMELLIA128_CBC => "Camellia-128-CBC",
+            CAMELLIA192_CBC => "Camellia-192-CBC",
+            CAMELLIA256_CBC => "Camellia-256-CBC",
             _ => return None,
         })
     }
