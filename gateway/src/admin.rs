@@ -200,6 +200,7 @@ struct EventsQuery {
     listener: Option<String>,
     kind: Option<String>,
     since: Option<String>,
+    until: Option<String>,
     limit: Option<usize>,
 }
 
@@ -216,10 +217,19 @@ async fn events(state: web::Data<AdminState>, query: web::Query<EventsQuery>) ->
     let since_ms = match query
         .since
         .as_deref()
-        .map(|s| crate::audit::parse_since(s, std::time::SystemTime::now()))
+        .map(|s| crate::audit::parse_time("since", s, std::time::SystemTime::now()))
         .transpose()
     {
         Ok(since) => since,
+        Err(err) => return bad_request(&format!("{err:#}")),
+    };
+    let until_ms = match query
+        .until
+        .as_deref()
+        .map(|s| crate::audit::parse_time("until", s, std::time::SystemTime::now()))
+        .transpose()
+    {
+        Ok(until) => until,
         Err(err) => return bad_request(&format!("{err:#}")),
     };
     let result = state
@@ -228,7 +238,7 @@ async fn events(state: web::Data<AdminState>, query: web::Query<EventsQuery>) ->
             listener: query.listener.clone(),
             kind,
             since_ms,
-            until_ms: None,
+            until_ms,
             limit: query.limit,
         }))
         .await;

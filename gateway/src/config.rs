@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -46,6 +47,9 @@ pub struct Config {
     pub backend_pools: Vec<BackendPoolConfig>,
     #[serde(default, rename = "rule")]
     pub rules: Vec<RuleConfig>,
+    /// Request limits for every listener (`[limits]`); a listener may set its own.
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// The directory of the config file; relative paths in the config are resolved against it so
     /// that `gateway run --config /etc/gw/gateway.toml` behaves the same from any working directory.
     #[serde(skip)]
@@ -199,6 +203,16 @@ pub struct ListenerConfig {
     pub certificate: Option<CertificateSource>,
     /// For an `http` listener: the name of the `https` listener to redirect every request to.
     pub redirect_to: Option<String>,
+    /// Redirect every request to this absolute URL (an external site) instead of routing it.
+    pub redirect_url: Option<String>,
+    /// The status of a `redirect_to` / `redirect_url` redirect (default: 308).
+    pub redirect_type: Option<RedirectType>,
+    /// Whether a redirect keeps the request's path (default true).
+    pub include_path: Option<bool>,
+    /// Whether a redirect keeps the request's query string (default true).
+    pub include_query: Option<bool>,
+    /// The largest request body this listener accepts (`"100MiB"`), else `[limits]`'s.
+    pub max_request_body: Option<String>,
     /// This listener's own check schedule, instead of `[rotation] schedule`.
     pub rotation_schedule: Option<String>,
 }
@@ -246,11 +260,120 @@ impl fmt::Display for CertificateSource {
     }
 }
 
+/// The status a redirect answers with, named as Application Gateway names its redirect types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedirectType {
+    /// 301 Moved Permanently.
+    Permanent,
+    /// 302 Found.
+    Found,
+    /// 303 See Other.
+    SeeOther,
+    /// 307 Temporary Redirect.
+    Temporary,
+    /// 308 Permanent Redirect (method and body kept): the default.
+    PermanentRedirect,
+}
+
+impl RedirectType {
+    pub fn status(self) -> u16 {
+        match self {
+            RedirectType::Permanent => 301,
+            RedirectType::Found => 302,
+            RedirectType::SeeOther => 303,
+            RedirectType::Temporary => 307,
+            RedirectType::PermanentRedirect => 308,
+        }
+    }
+}
+
+/// Limits for every listener (`[limits]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// The largest request body (`"100MiB"`); unlimited when unset.
+    pub max_request_body: Option<String>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendPoolConfig {
     pub name: String,
     pub addresses: Vec<String>,
+    /// The port of addresses that do not name one (default 80 for http, 443 for https).
+    pub port: Option<u16>,
+    /// `http` (default) or `https` (end-to-end TLS) to the backend.
+    #[serde(default = "default_backend_protocol")]
+    pub protocol: Protocol,
+    /// PEM CA certificates that backend certificates must chain to (https; else the public roots).
+    pub trusted_ca_file: Option<PathBuf>,
+    /// The name sent as SNI and checked against the backend certificate (https; default: the
+    /// `host_header`, else the member's host).
+    pub sni: Option<String>,
+    /// How long a backend may take to send its response headers (default `60s`); then 504.
+    pub request_timeout: Option<String>,
+    /// The `Host` header sent to the backend instead of the client's.
+    pub host_header: Option<String>,
+    /// Send the member's own host as `Host` instead of the client's.
+    #[serde(default)]
+    pub pick_host_from_backend: bool,
+    /// How long requests already sent to a member its probe took out of rotation may still take
+    /// (default: unbounded, they finish).
+    pub drain_timeout: Option<String>,
+    /// The active health probe of the pool's members.
+    pub probe: Option<ProbeConfig>,
+}
+
+fn default_backend_protocol() -> Protocol {
+    Protocol::Http
+}
+
+/// `[backend_pool.probe]`: an HTTP GET to every member every `interval`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeConfig {
+    #[serde(default = "default_probe_path")]
+    pub path: String,
+    #[serde(default = "default_probe_interval")]
+    pub interval: String,
+    #[serde(default = "default_probe_timeout")]
+    pub timeout: String,
+    /// Failed probes in a row that take a member out of rotation; one success brings it back.
+    #[serde(default = "default_unhealthy_threshold")]
+    pub unhealthy_threshold: u32,
+    /// The statuses that count as healthy: `"200-399"`, `"200"`, `"200-299,404"`.
+    #[serde(default = "default_healthy_status")]
+    pub healthy_status: String,
+}
+
+fn default_probe_path() -> String {
+    "/".to_owned()
+}
+fn default_probe_interval() -> String {
+    "30s".to_owned()
+}
+fn default_probe_timeout() -> String {
+    "30s".to_owned()
+}
+fn default_unhealthy_threshold() -> u32 {
+    3
+}
+fn default_healthy_status() -> String {
+    "200-399".to_owned()
+}
+
+impl ProbeConfig {
+    pub fn interval(&self) -> Result<Duration, String> {
+        parse_duration(&self.interval).map_err(|e| format!("interval: {e}"))
+    }
+    pub fn timeout(&self) -> Result<Duration, String> {
+        parse_duration(&self.timeout).map_err(|e| format!("timeout: {e}"))
+    }
+    pub fn healthy_status(&self) -> Result<Vec<(u16, u16)>, String> {
+        parse_status_ranges(&self.healthy_status)
+            .map_err(|e| format!("healthy_status `{}` {e}", self.healthy_status))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -258,9 +381,28 @@ pub struct BackendPoolConfig {
 pub struct RuleConfig {
     pub name: String,
     pub listener: String,
+    /// The pool of requests that no entry of `paths` matches.
     pub backend_pool: String,
+    /// Orders the rules of one listener: lower first (see README, "Routing").
     #[serde(default)]
     pub priority: u32,
+    /// Path-based routing: the longest matching entry wins.
+    #[serde(default)]
+    pub paths: Vec<PathRuleConfig>,
+}
+
+/// One `paths` entry of a rule: a path pattern and where its requests go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathRuleConfig {
+    /// `/exact` or `/prefix/*`.
+    pub path: String,
+    pub backend_pool: Option<String>,
+    /// Redirect matching requests to this absolute URL instead.
+    pub redirect_url: Option<String>,
+    pub redirect_type: Option<RedirectType>,
+    pub include_path: Option<bool>,
+    pub include_query: Option<bool>,
 }
 
 impl Config {
@@ -311,6 +453,11 @@ impl Config {
             }
         };
         resolve(&mut self.state.dir);
+        for pool in &mut self.backend_pools {
+            if let Some(ca) = &mut pool.trusted_ca_file {
+                resolve(ca);
+            }
+        }
         if let Some(ca_file) = &mut self.vault.ca_file {
             resolve(ca_file);
         }
@@ -354,9 +501,53 @@ impl Config {
             if !names.insert(listener.name.as_str()) {
                 return Err(format!("listener `{}` is defined twice", listener.name));
             }
+            if listener.hostnames.len() > MAX_HOSTNAMES {
+                return Err(format!(
+                    "listener `{}` lists {} hostnames; at most {MAX_HOSTNAMES} are allowed (add another listener on the same bind)",
+                    listener.name,
+                    listener.hostnames.len()
+                ));
+            }
+            let mut own = BTreeSet::new();
             for hostname in &listener.hostnames {
                 check_hostname(hostname).map_err(|why| {
                     format!("listener `{}`: hostname `{hostname}` {why}", listener.name)
+                })?;
+                if !own.insert(hostname.to_ascii_lowercase()) {
+                    return Err(format!(
+                        "listener `{}` lists hostname `{hostname}` twice",
+                        listener.name
+                    ));
+                }
+            }
+            if listener.redirect_to.is_some() && listener.redirect_url.is_some() {
+                return Err(format!(
+                    "listener `{}` has both `redirect_to` and `redirect_url`; choose one",
+                    listener.name
+                ));
+            }
+            if let Some(url) = &listener.redirect_url {
+                check_redirect_url(url).map_err(|why| {
+                    format!("listener `{}`: redirect_url `{url}` {why}", listener.name)
+                })?;
+            }
+            let redirects = listener.redirect_to.is_some() || listener.redirect_url.is_some();
+            if !redirects
+                && (listener.redirect_type.is_some()
+                    || listener.include_path.is_some()
+                    || listener.include_query.is_some())
+            {
+                return Err(format!(
+                    "listener `{}` sets redirect_type/include_path/include_query but has no `redirect_to` or `redirect_url`",
+                    listener.name
+                ));
+            }
+            if let Some(size) = &listener.max_request_body {
+                parse_size(size).map_err(|why| {
+                    format!(
+                        "listener `{}`: max_request_body `{size}` {why}",
+                        listener.name
+                    )
                 })?;
             }
             if let Some(CertificateSource::KeyVault {
@@ -442,23 +633,21 @@ impl Config {
             }
         }
 
+        if let Some(size) = &self.limits.max_request_body {
+            parse_size(size).map_err(|why| format!("[limits] max_request_body `{size}` {why}"))?;
+        }
+
         let mut pools = BTreeSet::new();
         for pool in &self.backend_pools {
             if !pools.insert(pool.name.as_str()) {
                 return Err(format!("backend_pool `{}` is defined twice", pool.name));
             }
-            if pool.addresses.is_empty() {
-                return Err(format!("backend_pool `{}` has no addresses", pool.name));
-            }
-            for address in &pool.addresses {
-                crate::proxy::BackendAddress::parse(address).map_err(|why| {
-                    format!("backend_pool `{}`: address `{address}` {why}", pool.name)
-                })?;
-            }
+            check_pool(pool).map_err(|why| format!("backend_pool `{}`: {why}", pool.name))?;
         }
 
         let mut routed = BTreeSet::new();
         let mut rule_names = BTreeSet::new();
+        let mut priorities: BTreeMap<(&str, u32), &str> = BTreeMap::new();
         for rule in &self.rules {
             if !rule_names.insert(rule.name.as_str()) {
                 return Err(format!("rule `{}` is defined twice", rule.name));
@@ -475,17 +664,63 @@ impl Config {
                     rule.name, rule.backend_pool
                 ));
             }
-            if listener.redirect_to.is_some() {
+            if listener.redirect_to.is_some() || listener.redirect_url.is_some() {
                 return Err(format!(
                     "rule `{}` routes listener `{}`, which redirects; a listener either redirects or routes",
                     rule.name, rule.listener
                 ));
             }
-            if !routed.insert(rule.listener.as_str()) {
+            if let Some(other) =
+                priorities.insert((rule.listener.as_str(), rule.priority), &rule.name)
+            {
                 return Err(format!(
-                    "listener `{}` has more than one rule; path-based rules are not supported yet",
-                    rule.listener
+                    "rules `{other}` and `{}` of listener `{}` both have priority {}; give each rule of a listener its own priority",
+                    rule.name, rule.listener, rule.priority
                 ));
+            }
+            routed.insert(rule.listener.as_str());
+            let mut paths = BTreeSet::new();
+            for entry in &rule.paths {
+                let path = entry.path.as_str();
+                check_path_pattern(path)
+                    .map_err(|why| format!("rule `{}`: path `{path}` {why}", rule.name))?;
+                if !paths.insert(path) {
+                    return Err(format!("rule `{}` lists path `{path}` twice", rule.name));
+                }
+                match (&entry.backend_pool, &entry.redirect_url) {
+                    (Some(pool), None) => {
+                        if !pools.contains(pool.as_str()) {
+                            return Err(format!(
+                                "rule `{}` path `{path}` refers to backend_pool `{pool}`, which is not defined",
+                                rule.name
+                            ));
+                        }
+                        if entry.redirect_type.is_some()
+                            || entry.include_path.is_some()
+                            || entry.include_query.is_some()
+                        {
+                            return Err(format!(
+                                "rule `{}` path `{path}` sets redirect_type/include_path/include_query but has no `redirect_url`",
+                                rule.name
+                            ));
+                        }
+                    }
+                    (None, Some(url)) => check_redirect_url(url).map_err(|why| {
+                        format!("rule `{}` path `{path}`: redirect_url `{url}` {why}", rule.name)
+                    })?,
+                    (Some(_), Some(_)) => {
+                        return Err(format!(
+                            "rule `{}` path `{path}` has both `backend_pool` and `redirect_url`; choose one",
+                            rule.name
+                        ))
+                    }
+                    (None, None) => {
+                        return Err(format!(
+                            "rule `{}` path `{path}` needs a `backend_pool` or a `redirect_url`",
+                            rule.name
+                        ))
+                    }
+                }
             }
         }
 
@@ -505,7 +740,9 @@ impl Config {
                         ));
                     }
                 }
-                None if !routed.contains(listener.name.as_str()) => {
+                None if listener.redirect_url.is_none()
+                    && !routed.contains(listener.name.as_str()) =>
+                {
                     return Err(format!(
                         "listener `{}` has no [[rule]] and no `redirect_to`, so it could not answer any request",
                         listener.name
@@ -553,14 +790,177 @@ impl Config {
         self.backend_pools.iter().find(|p| p.name == name)
     }
 
-    /// The pool that serves a listener's requests, if it routes rather than redirects.
+    /// The default pool of a listener's requests (its first rule's), if it routes rather than
+    /// redirects.
     pub fn pool_for(&self, listener: &str) -> Option<&BackendPoolConfig> {
-        self.rules
-            .iter()
-            .filter(|r| r.listener == listener)
-            .min_by_key(|r| r.priority)
+        self.rules_for(listener)
+            .first()
             .and_then(|r| self.backend_pool(&r.backend_pool))
     }
+
+    /// A listener's rules in the order they are tried: by `priority`, then as written.
+    pub fn rules_for(&self, listener: &str) -> Vec<&RuleConfig> {
+        let mut rules: Vec<&RuleConfig> = self
+            .rules
+            .iter()
+            .filter(|r| r.listener == listener)
+            .collect();
+        rules.sort_by_key(|r| r.priority);
+        rules
+    }
+
+    /// The body limit of a listener: its own, else `[limits]`'s, else none.
+    pub fn max_request_body(&self, listener: &ListenerConfig) -> Option<u64> {
+        listener
+            .max_request_body
+            .as_deref()
+            .or(self.limits.max_request_body.as_deref())
+            .and_then(|s| parse_size(s).ok())
+    }
+}
+
+/// Hostnames one listener may list, as on Application Gateway.
+pub const MAX_HOSTNAMES: usize = 5;
+
+/// The backend settings of a pool, checked on their own.
+fn check_pool(pool: &BackendPoolConfig) -> Result<(), String> {
+    if pool.addresses.is_empty() {
+        return Err("has no addresses".into());
+    }
+    for address in &pool.addresses {
+        crate::proxy::BackendAddress::parse(address, pool.protocol, pool.port)
+            .map_err(|why| format!("address `{address}` {why}"))?;
+    }
+    if pool.protocol == Protocol::Http {
+        if pool.trusted_ca_file.is_some() {
+            return Err("trusted_ca_file needs protocol = \"https\"".into());
+        }
+        if pool.sni.is_some() {
+            return Err("sni needs protocol = \"https\"".into());
+        }
+    }
+    if let Some(sni) = &pool.sni {
+        if check_hostname(sni).is_err() || sni.starts_with("*.") {
+            return Err(format!("sni `{sni}` is not a DNS name"));
+        }
+    }
+    if pool.host_header.is_some() && pool.pick_host_from_backend {
+        return Err(
+            "host_header and pick_host_from_backend = true contradict each other; choose one"
+                .into(),
+        );
+    }
+    if let Some(host) = &pool.host_header {
+        if host.is_empty() || actix_web::http::header::HeaderValue::from_str(host).is_err() {
+            return Err(format!("host_header `{host}` is not a valid Host value"));
+        }
+    }
+    if let Some(timeout) = &pool.request_timeout {
+        parse_duration(timeout).map_err(|e| format!("request_timeout: {e}"))?;
+    }
+    if let Some(drain) = &pool.drain_timeout {
+        parse_duration(drain).map_err(|e| format!("drain_timeout: {e}"))?;
+    }
+    if let Some(probe) = &pool.probe {
+        let prefix = |e: String| format!("probe {e}");
+        if !probe.path.starts_with('/') {
+            return Err(format!("probe path `{}` must start with `/`", probe.path));
+        }
+        if probe.interval().map_err(prefix)?.is_zero() {
+            return Err("probe interval must be more than 0".into());
+        }
+        if probe.timeout().map_err(prefix)?.is_zero() {
+            return Err("probe timeout must be more than 0".into());
+        }
+        if probe.unhealthy_threshold == 0 {
+            return Err("probe unhealthy_threshold must be at least 1".into());
+        }
+        probe.healthy_status().map_err(prefix)?;
+    }
+    Ok(())
+}
+
+/// A redirect target is an absolute http(s) URL with a host.
+fn check_redirect_url(url: &str) -> Result<(), &'static str> {
+    let uri: actix_web::http::Uri = url.parse().map_err(|_| "is not a URL")?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => return Err("must start with https:// or http://"),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("has no host");
+    }
+    Ok(())
+}
+
+/// A rule path is `/exact` or `/prefix/*`: it starts with `/`, and `*` may only end it.
+fn check_path_pattern(path: &str) -> Result<(), &'static str> {
+    if !path.starts_with('/') {
+        return Err("must start with `/`");
+    }
+    let body = path.strip_suffix('*').unwrap_or(path);
+    if body.contains('*') {
+        return Err("may have `*` only at its end (`/api/*`)");
+    }
+    if body.contains(['?', '#', ' ']) {
+        return Err("must be a path only (no query, fragment or spaces)");
+    }
+    Ok(())
+}
+
+/// A duration: `500ms`, `30s`, `5m`, `1h`, `1d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    if let Some(ms) = text.strip_suffix("ms") {
+        return ms
+            .parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|_| format!("`{text}` is not a duration like 500ms, 30s, 5m"));
+    }
+    rotator::parse_duration(text)
+        .map_err(|_| format!("`{text}` is not a duration like 500ms, 30s, 5m"))
+}
+
+/// A size in bytes: `1048576`, `512KiB`, `100MiB`, `1GiB`, `10kB`, `5MB`, `1GB`.
+pub fn parse_size(text: &str) -> Result<u64, &'static str> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let amount: u64 = digits
+        .parse()
+        .map_err(|_| "is not a size like 100MiB, 512KiB or 1048576")?;
+    let unit: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return Err("has an unknown unit (use B, KiB, MiB, GiB, kB, MB or GB)"),
+    };
+    amount.checked_mul(unit).ok_or("is too large")
+}
+
+/// `200-399`, `200`, `200-299,404`: inclusive ranges of statuses.
+pub fn parse_status_ranges(text: &str) -> Result<Vec<(u16, u16)>, &'static str> {
+    let mut ranges = Vec::new();
+    for part in text.split(',') {
+        let part = part.trim();
+        let (low, high) = part.split_once('-').unwrap_or((part, part));
+        let parse = |s: &str| {
+            s.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|n| (100..=599).contains(n))
+        };
+        match (parse(low), parse(high)) {
+            (Some(low), Some(high)) if low <= high => ranges.push((low, high)),
+            _ => return Err("is not a status range like 200-399"),
+        }
+    }
+    Ok(ranges)
 }
 
 fn line_of_span(text: &str, span: Option<std::ops::Range<usize>>) -> Option<usize> {
@@ -721,5 +1121,246 @@ backend_pool = "app"
             &text,
             "hostname `LOCALHOST` is claimed by both listener `web` and listener `other`",
         );
+    }
+
+    fn with_rule_extra(extra: &str) -> String {
+        format!("{BASE}{extra}")
+    }
+
+    #[test]
+    fn a_listener_may_list_at_most_five_hostnames_each_once() {
+        check_err(
+            &BASE.replace(
+                "[\"localhost\"]",
+                "[\"a.test\", \"b.test\", \"c.test\", \"d.test\", \"e.test\", \"f.test\"]",
+            ),
+            "listener `web` lists 6 hostnames; at most 5 are allowed",
+        );
+        check_err(
+            &BASE.replace("[\"localhost\"]", "[\"a.test\", \"A.test\"]"),
+            "listener `web` lists hostname `A.test` twice",
+        );
+    }
+
+    #[test]
+    fn two_listeners_on_one_address_may_not_share_a_wildcard() {
+        let text = format!(
+            "{}\n[[listener]]\nname = \"other\"\nbind = \"127.0.0.1:8443\"\nprotocol = \"https\"\nhostnames = [\"*.Example.com\"]\ncertificate = {{ pem_file = \"b.pem\" }}\n[[rule]]\nname = \"r2\"\nlistener = \"other\"\nbackend_pool = \"app\"\n",
+            BASE.replace("[\"localhost\"]", "[\"*.example.com\"]")
+        );
+        check_err(
+            &text,
+            "hostname `*.Example.com` is claimed by both listener `web` and listener `other`",
+        );
+    }
+
+    #[test]
+    fn path_rules_are_checked_and_resolved() {
+        let config = Config::parse(
+            Path::new("/etc/gw/gateway.toml"),
+            &BASE.replace(
+                "backend_pool = \"app\"\n",
+                "backend_pool = \"app\"\npaths = [{ path = \"/api/*\", backend_pool = \"app\" }, { path = \"/old\", redirect_url = \"https://new.example/\" }]\n",
+            ),
+        )
+        .unwrap();
+        assert_eq!(config.rules[0].paths.len(), 2);
+        let with_paths = |paths: &str| {
+            BASE.replace(
+                "backend_pool = \"app\"\n",
+                &format!("backend_pool = \"app\"\npaths = [{paths}]\n"),
+            )
+        };
+        check_err(
+            &with_paths("{ path = \"/api/*\", backend_pool = \"api\" }"),
+            "rule `all` path `/api/*` refers to backend_pool `api`, which is not defined",
+        );
+        check_err(
+            &with_paths("{ path = \"api/*\", backend_pool = \"app\" }"),
+            "rule `all`: path `api/*` must start with `/`",
+        );
+        check_err(
+            &with_paths("{ path = \"/a/*/b\", backend_pool = \"app\" }"),
+            "rule `all`: path `/a/*/b` may have `*` only at its end",
+        );
+        check_err(
+            &with_paths("{ path = \"/a\", backend_pool = \"app\" }, { path = \"/a\", backend_pool = \"app\" }"),
+            "rule `all` lists path `/a` twice",
+        );
+        check_err(
+            &with_paths("{ path = \"/a\" }"),
+            "rule `all` path `/a` needs a `backend_pool` or a `redirect_url`",
+        );
+        check_err(
+            &with_paths(
+                "{ path = \"/a\", backend_pool = \"app\", redirect_url = \"https://x.test/\" }",
+            ),
+            "rule `all` path `/a` has both `backend_pool` and `redirect_url`",
+        );
+        check_err(
+            &with_paths("{ path = \"/a\", redirect_url = \"ftp://x.test/\" }"),
+            "rule `all` path `/a`: redirect_url `ftp://x.test/` must start with https:// or http://",
+        );
+        check_err(
+            &with_paths("{ path = \"/a\", backend_pool = \"app\", redirect_type = \"found\" }"),
+            "rule `all` path `/a` sets redirect_type/include_path/include_query but has no `redirect_url`",
+        );
+    }
+
+    #[test]
+    fn several_rules_on_a_listener_need_distinct_priorities() {
+        let text = with_rule_extra(
+            "\n[[rule]]\nname = \"second\"\nlistener = \"web\"\nbackend_pool = \"app\"\n",
+        );
+        check_err(
+            &text,
+            "rules `all` and `second` of listener `web` both have priority 0",
+        );
+        let text = with_rule_extra(
+            "\n[[backend_pool]]\nname = \"api\"\naddresses = [\"127.0.0.1:8081\"]\n[[rule]]\nname = \"first\"\nlistener = \"web\"\nbackend_pool = \"api\"\npriority = 0\n",
+        )
+        .replace("backend_pool = \"app\"\n\"#", "");
+        let text = text.replacen(
+            "name = \"all\"\nlistener = \"web\"\nbackend_pool = \"app\"\n",
+            "name = \"all\"\nlistener = \"web\"\nbackend_pool = \"app\"\npriority = 10\n",
+            1,
+        );
+        let config = Config::parse(Path::new("/etc/gw/gateway.toml"), &text).unwrap();
+        assert_eq!(config.pool_for("web").unwrap().name, "api");
+        let order: Vec<_> = config
+            .rules_for("web")
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(order, ["first", "all"]);
+    }
+
+    #[test]
+    fn redirects_are_checked() {
+        let http = |extra: &str| {
+            format!("{BASE}\n[[listener]]\nname = \"plain\"\nbind = \"127.0.0.1:8080\"\nprotocol = \"http\"\n{extra}")
+        };
+        Config::parse(
+            Path::new("/etc/gw/gateway.toml"),
+            &http("redirect_to = \"web\"\nredirect_type = \"see_other\"\ninclude_query = false\n"),
+        )
+        .unwrap();
+        Config::parse(
+            Path::new("/etc/gw/gateway.toml"),
+            &http("redirect_url = \"https://elsewhere.example/\"\n"),
+        )
+        .unwrap();
+        check_err(
+            &http("redirect_to = \"nope\"\n"),
+            "listener `plain` redirects to listener `nope`, which is not defined",
+        );
+        check_err(
+            &http("redirect_to = \"web\"\nredirect_url = \"https://x.test/\"\n"),
+            "listener `plain` has both `redirect_to` and `redirect_url`",
+        );
+        check_err(
+            &http("redirect_url = \"/relative\"\n"),
+            "listener `plain`: redirect_url `/relative` must start with https:// or http://",
+        );
+        check_err(
+            &http("redirect_type = \"found\"\n"),
+            "listener `plain` sets redirect_type/include_path/include_query but has no `redirect_to` or `redirect_url`",
+        );
+        check_err(
+            &http("redirect_to = \"web\"\nredirect_type = \"moved\"\n"),
+            "unknown variant `moved`",
+        );
+        let routed_and_redirecting = format!(
+            "{}\n[[rule]]\nname = \"r2\"\nlistener = \"plain\"\nbackend_pool = \"app\"\n",
+            http("redirect_url = \"https://x.test/\"\n")
+        );
+        check_err(
+            &routed_and_redirecting,
+            "rule `r2` routes listener `plain`, which redirects",
+        );
+    }
+
+    #[test]
+    fn backend_settings_are_checked() {
+        let pool = |extra: &str| {
+            BASE.replace(
+                "addresses = [\"127.0.0.1:8080\"]\n",
+                &format!("addresses = [\"127.0.0.1:8080\"]\n{extra}"),
+            )
+        };
+        let config = Config::parse(
+            Path::new("/etc/gw/gateway.toml"),
+            &pool("protocol = \"https\"\ntrusted_ca_file = \"ca.pem\"\nsni = \"app.internal\"\nrequest_timeout = \"30s\"\ndrain_timeout = \"500ms\"\n[backend_pool.probe]\npath = \"/health\"\ninterval = \"1s\"\ntimeout = \"1s\"\nunhealthy_threshold = 2\nhealthy_status = \"200-399\"\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            config.backend_pools[0].trusted_ca_file.as_deref(),
+            Some(Path::new("/etc/gw/ca.pem"))
+        );
+        check_err(
+            &pool("trusted_ca_file = \"ca.pem\"\n"),
+            "backend_pool `app`: trusted_ca_file needs protocol = \"https\"",
+        );
+        check_err(
+            &pool("sni = \"x.test\"\n"),
+            "backend_pool `app`: sni needs protocol = \"https\"",
+        );
+        check_err(
+            &pool("host_header = \"a.test\"\npick_host_from_backend = true\n"),
+            "backend_pool `app`: host_header and pick_host_from_backend = true contradict each other",
+        );
+        check_err(
+            &pool("request_timeout = \"soon\"\n"),
+            "backend_pool `app`: request_timeout: `soon` is not a duration",
+        );
+        check_err(
+            &BASE.replace("\"127.0.0.1:8080\"", "\"https://127.0.0.1:8080\""),
+            "backend_pool `app`: address `https://127.0.0.1:8080` is https:// but the pool's protocol is http",
+        );
+        check_err(
+            &pool("[backend_pool.probe]\nunhealthy_threshold = 0\n"),
+            "backend_pool `app`: probe unhealthy_threshold must be at least 1",
+        );
+        check_err(
+            &pool("[backend_pool.probe]\nhealthy_status = \"200-x\"\n"),
+            "backend_pool `app`: probe healthy_status `200-x` is not a status range like 200-399",
+        );
+        check_err(
+            &pool("[backend_pool.probe]\npath = \"health\"\n"),
+            "backend_pool `app`: probe path `health` must start with `/`",
+        );
+        check_err(
+            &pool("[backend_pool.probe]\ninterval = \"0s\"\n"),
+            "backend_pool `app`: probe interval must be more than 0",
+        );
+    }
+
+    #[test]
+    fn body_limits_are_sizes() {
+        let config = Config::parse(
+            Path::new("/etc/gw/gateway.toml"),
+            &format!("[limits]\nmax_request_body = \"1MiB\"\n{BASE}"),
+        )
+        .unwrap();
+        assert_eq!(config.max_request_body(&config.listeners[0]), Some(1 << 20));
+        let own = BASE.replace(
+            "hostnames = [\"localhost\"]",
+            "hostnames = [\"localhost\"]\nmax_request_body = \"10kB\"",
+        );
+        let config = Config::parse(Path::new("/etc/gw/gateway.toml"), &own).unwrap();
+        assert_eq!(config.max_request_body(&config.listeners[0]), Some(10_000));
+        check_err(
+            &format!("[limits]\nmax_request_body = \"lots\"\n{BASE}"),
+            "[limits] max_request_body `lots` is not a size",
+        );
+        check_err(
+            &BASE.replace(
+                "hostnames = [\"localhost\"]",
+                "hostnames = [\"localhost\"]\nmax_request_body = \"5XB\"",
+            ),
+            "listener `web`: max_request_body `5XB` has an unknown unit",
+        );
+        assert_eq!(parse_size("100MiB"), Ok(100 << 20));
+        assert_eq!(parse_size("512"), Ok(512));
     }
 }

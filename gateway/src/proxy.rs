@@ -1,19 +1,32 @@
-//! The reverse proxy: one backend pool per listener, round robin over its addresses, bodies streamed
-//! both ways, hop-by-hop headers removed and `X-Forwarded-*` added.
+//! The reverse proxy: a listener's rules choose a backend pool (or a redirect, `routing`), round
+//! robin over the pool's members in rotation, bodies streamed both ways, hop-by-hop headers removed
+//! and `X-Forwarded-*` added, WebSocket upgrades tunnelled, and end-to-end TLS to https backends.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use actix_web::body::{BodyStream, SizedStream};
+use actix_web::error::PayloadError;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::{Method, StatusCode, Version};
+use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
-use tracing::warn;
+use futures_util::{Stream, StreamExt as _};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tracing::{info, warn};
 
-use crate::config::{BackendPoolConfig, Protocol};
-use crate::metrics::{BackendHealth, Metrics, RequestStats};
+use crate::config::{BackendPoolConfig, ProbeConfig, Protocol};
+use crate::metrics::{BackendHealth, Metrics};
+use crate::routing::{self, Action, Rule};
 
 /// The headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1), plus the
 /// legacy `Proxy-Connection` and `Keep-Alive` that some clients still send.
@@ -28,38 +41,76 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
 ];
 
-/// How long a backend may take to answer before the client gets a 504.
-const BACKEND_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a backend may take to answer before the client gets a 504, unless the pool says.
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A backend member as `host:port` (an `http://` prefix is accepted and ignored).
+/// After a body over the limit, how much more of it is read (and thrown away) so that the client,
+/// still sending, reads the 413 instead of a connection reset.
+const DISCARD_LIMIT: u64 = 1 << 20;
+const DISCARD_TIME: Duration = Duration::from_secs(2);
+
+/// A backend member as `host[:port]` (an `http://` or `https://` prefix matching the pool's
+/// protocol is accepted).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendAddress {
+    /// `host:port`, IPv6 hosts in brackets.
     authority: String,
+    /// The host, IPv6 in brackets.
+    host: String,
+    port: u16,
 }
 
 impl BackendAddress {
-    pub fn parse(text: &str) -> Result<BackendAddress, &'static str> {
-        let authority = text
-            .strip_prefix("http://")
-            .unwrap_or(text)
-            .trim_end_matches('/');
-        if authority.contains("://") {
-            return Err(
-                "must be host:port or http://host:port (TLS to backends is not supported yet)",
-            );
+    /// Parses a member of a pool of `protocol` whose addresses default to `default_port` (else 80
+    /// or 443).
+    pub fn parse(
+        text: &str,
+        protocol: Protocol,
+        default_port: Option<u16>,
+    ) -> Result<BackendAddress, &'static str> {
+        let (scheme, rest) = match text.split_once("://") {
+            Some(("http", rest)) => (Some(Protocol::Http), rest),
+            Some(("https", rest)) => (Some(Protocol::Https), rest),
+            Some(_) => {
+                return Err("must be host[:port], http://host[:port] or https://host[:port]")
+            }
+            None => (None, text),
+        };
+        match (scheme, protocol) {
+            (Some(Protocol::Https), Protocol::Http) => {
+                return Err("is https:// but the pool's protocol is http (set protocol = \"https\" on the pool)")
+            }
+            (Some(Protocol::Http), Protocol::Https) => {
+                return Err("is http:// but the pool's protocol is https")
+            }
+            _ => {}
         }
+        let authority = rest.trim_end_matches('/');
         if authority.contains('/') {
             return Err("must not have a path");
         }
         let uri: actix_web::http::Uri = format!("http://{authority}/")
             .parse()
             .map_err(|_| "is not a valid host:port")?;
-        if uri.host().is_none_or(str::is_empty) {
-            return Err("has no host");
-        }
+        let host = uri.host().filter(|h| !h.is_empty()).ok_or("has no host")?;
+        let port = uri.port_u16().or(default_port).unwrap_or(match protocol {
+            Protocol::Http => 80,
+            Protocol::Https => 443,
+        });
         Ok(BackendAddress {
-            authority: authority.to_owned(),
+            authority: format!("{host}:{port}"),
+            host: host.to_owned(),
+            port,
         })
+    }
+
+    /// The host without IPv6 brackets.
+    fn bare_host(&self) -> &str {
+        self.host.trim_start_matches('[').trim_end_matches(']')
+    }
+
+    fn ip(&self) -> Option<IpAddr> {
+        self.bare_host().parse().ok()
     }
 }
 
@@ -69,52 +120,320 @@ impl fmt::Display for BackendAddress {
     }
 }
 
-/// A pool of backend members with a round-robin cursor shared by all workers.
+/// One member of a pool: its address, whether its probe keeps it in rotation, and its drain
+/// signal.
+#[derive(Debug)]
+pub struct Member {
+    pub address: BackendAddress,
+    /// Its last known health, for `gateway_backend_up`.
+    pub health: Arc<BackendHealth>,
+    /// Unique in the process: the key of this member's per-worker client.
+    id: usize,
+    in_rotation: AtomicBool,
+    /// Failed probes in a row.
+    failures: AtomicU32,
+    /// Bumped when the drain timeout of a removal passes: requests that started before are cut.
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl Member {
+    pub fn in_rotation(&self) -> bool {
+        self.in_rotation.load(Ordering::Relaxed)
+    }
+}
+
+/// Which `Host` header the backend sees.
+#[derive(Debug, Clone)]
+enum HostPolicy {
+    Client,
+    Fixed(String),
+    Backend,
+}
+
+/// A pool of backend members with a round-robin cursor shared by all workers, and its backend
+/// settings.
 #[derive(Debug)]
 pub struct BackendPool {
     pub name: String,
-    members: Vec<BackendAddress>,
-    /// Each member's last known health, for `gateway_backend_up`.
-    health: Vec<Arc<BackendHealth>>,
+    members: Vec<Member>,
     next: AtomicUsize,
+    protocol: Protocol,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    sni: Option<String>,
+    timeout: Duration,
+    host: HostPolicy,
+    drain: Option<Duration>,
+    pub probe: Option<Probe>,
 }
 
-impl BackendPool {
-    pub fn new(config: &BackendPoolConfig, metrics: &Metrics) -> Result<BackendPool, String> {
-        let members = config
-            .addresses
-            .iter()
-            .map(|a| BackendAddress::parse(a).map_err(|why| format!("address `{a}` {why}")))
-            .collect::<Result<Vec<_>, _>>()?;
-        let health = members
-            .iter()
-            .map(|m| metrics.backend(&config.name, &m.to_string()))
-            .collect();
-        Ok(BackendPool {
-            name: config.name.clone(),
-            members,
-            health,
-            next: AtomicUsize::new(0),
+/// A pool's probe settings, parsed.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub unhealthy_threshold: u32,
+    pub healthy: Vec<(u16, u16)>,
+}
+
+impl Probe {
+    fn new(config: &ProbeConfig) -> Result<Probe, String> {
+        Ok(Probe {
+            path: config.path.clone(),
+            interval: config.interval()?,
+            timeout: config.timeout()?,
+            unhealthy_threshold: config.unhealthy_threshold.max(1),
+            healthy: config.healthy_status()?,
         })
     }
 
-    /// The members in the order this request should try them: round robin for the first, then the
-    /// rest in pool order so a dead member costs one connect attempt, not a failed request.
-    fn members_for_request(&self) -> impl Iterator<Item = (&BackendAddress, &BackendHealth)> {
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % self.members.len();
-        let members = self.members.iter().zip(self.health.iter().map(|h| &**h));
-        members.clone().skip(start).chain(members.take(start))
+    pub fn is_healthy(&self, status: u16) -> bool {
+        self.healthy
+            .iter()
+            .any(|(low, high)| (*low..=*high).contains(&status))
     }
 }
 
-/// What a listener does with a request, shared by every worker.
-#[derive(Debug)]
-pub enum Route {
-    Proxy(Arc<BackendPool>),
-    /// Redirect to the https listener at this port, keeping host, path and query.
-    RedirectToHttps {
-        port: u16,
-    },
+static NEXT_MEMBER_ID: AtomicUsize = AtomicUsize::new(0);
+
+impl BackendPool {
+    /// Builds a pool; `trusted_ca` is the PEM of its `trusted_ca_file`, read by the caller.
+    pub fn new(
+        config: &BackendPoolConfig,
+        metrics: &Metrics,
+        trusted_ca: Option<&[u8]>,
+    ) -> Result<BackendPool, String> {
+        let members = config
+            .addresses
+            .iter()
+            .map(|a| {
+                let address = BackendAddress::parse(a, config.protocol, config.port)
+                    .map_err(|why| format!("address `{a}` {why}"))?;
+                Ok(Member {
+                    health: metrics.backend(&config.name, &address.to_string()),
+                    address,
+                    id: NEXT_MEMBER_ID.fetch_add(1, Ordering::Relaxed),
+                    in_rotation: AtomicBool::new(true),
+                    failures: AtomicU32::new(0),
+                    cut: tokio::sync::watch::channel(0).0,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let tls = match config.protocol {
+            Protocol::Http => None,
+            Protocol::Https => Some(Arc::new(backend_tls(trusted_ca)?)),
+        };
+        let host = match (&config.host_header, config.pick_host_from_backend) {
+            (Some(host), _) => HostPolicy::Fixed(host.clone()),
+            (None, true) => HostPolicy::Backend,
+            (None, false) => HostPolicy::Client,
+        };
+        let duration = |value: &Option<String>, key: &str| {
+            value
+                .as_deref()
+                .map(crate::config::parse_duration)
+                .transpose()
+                .map_err(|e| format!("{key}: {e}"))
+        };
+        Ok(BackendPool {
+            name: config.name.clone(),
+            members,
+            next: AtomicUsize::new(0),
+            protocol: config.protocol,
+            tls,
+            sni: config.sni.clone().or_else(|| {
+                config
+                    .host_header
+                    .as_deref()
+                    .map(|h| strip_port(h).to_owned())
+            }),
+            timeout: duration(&config.request_timeout, "request_timeout")?
+                .unwrap_or(DEFAULT_REQUEST_TIMEOUT),
+            host,
+            drain: duration(&config.drain_timeout, "drain_timeout")?,
+            probe: config.probe.as_ref().map(Probe::new).transpose()?,
+        })
+    }
+
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    /// The members in rotation in the order this request should try them: round robin for the
+    /// first, then the rest in pool order so a dead member costs one connect attempt, not a
+    /// failed request. Empty when every member is out of rotation.
+    fn members_for_request(&self) -> Vec<&Member> {
+        let healthy: Vec<&Member> = self.members.iter().filter(|m| m.in_rotation()).collect();
+        if healthy.is_empty() {
+            return healthy;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % healthy.len();
+        let mut ordered = healthy[start..].to_vec();
+        ordered.extend_from_slice(&healthy[..start]);
+        ordered
+    }
+
+    /// Records a probe of `member`: `unhealthy_threshold` failures in a row take it out of
+    /// rotation, one success brings it back.
+    pub fn record_probe(&self, member: &Member, healthy: bool, error: &str) {
+        member.health.set(healthy);
+        let threshold = self.probe.as_ref().map_or(1, |p| p.unhealthy_threshold);
+        if healthy {
+            member.failures.store(0, Ordering::Relaxed);
+            if !member.in_rotation.swap(true, Ordering::Relaxed) {
+                info!(pool = %self.name, backend = %member.address, "backend healthy again: back in rotation");
+            }
+            return;
+        }
+        let failures = member.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures >= threshold && member.in_rotation.swap(false, Ordering::Relaxed) {
+            warn!(pool = %self.name, backend = %member.address, failures, error, "backend unhealthy: out of rotation");
+            if let Some(drain) = self.drain {
+                let cut = member.cut.clone();
+                actix_web::rt::spawn(async move {
+                    tokio::time::sleep(drain).await;
+                    cut.send_modify(|epoch| *epoch += 1);
+                });
+            }
+        }
+    }
+
+    /// The URL of `path_and_query` on `member` and the socket address to connect to when the URL's
+    /// host (the SNI name) is not the member's own.
+    async fn target(
+        &self,
+        member: &Member,
+        path_and_query: &str,
+    ) -> Result<(String, Option<SocketAddr>), String> {
+        let scheme = match self.protocol {
+            Protocol::Http => "http",
+            Protocol::Https => "https",
+        };
+        match (&self.sni, self.protocol) {
+            (Some(sni), Protocol::Https)
+                if !sni.eq_ignore_ascii_case(member.address.bare_host()) =>
+            {
+                let addr = match member.address.ip() {
+                    Some(ip) => SocketAddr::new(ip, member.address.port),
+                    None => tokio::net::lookup_host(member.address.authority.as_str())
+                        .await
+                        .map_err(|e| format!("cannot resolve {}: {e}", member.address))?
+                        .next()
+                        .ok_or_else(|| format!("{} has no address", member.address))?,
+                };
+                Ok((
+                    format!("{scheme}://{sni}:{}{path_and_query}", member.address.port),
+                    Some(addr),
+                ))
+            }
+            _ => Ok((
+                format!("{scheme}://{}{path_and_query}", member.address),
+                None,
+            )),
+        }
+    }
+
+    /// The `Host` the backend sees, given the client's.
+    fn host_for(&self, member: &Member, client_host: Option<&str>) -> Option<String> {
+        match &self.host {
+            HostPolicy::Client => client_host.map(str::to_owned),
+            HostPolicy::Fixed(host) => Some(host.clone()),
+            HostPolicy::Backend => {
+                let default_port = match self.protocol {
+                    Protocol::Http => 80,
+                    Protocol::Https => 443,
+                };
+                Some(if member.address.port == default_port {
+                    member.address.host.clone()
+                } else {
+                    member.address.authority.clone()
+                })
+            }
+        }
+    }
+
+    /// This worker's client for `member`: one per member so that keep-alive connections are never
+    /// shared between members (awc pools by URL authority, and with an `sni` several members
+    /// share one).
+    pub fn client(&self, member: &Member) -> awc::Client {
+        thread_local! {
+            static CLIENTS: RefCell<HashMap<usize, awc::Client>> = RefCell::new(HashMap::new());
+        }
+        CLIENTS.with(|clients| {
+            clients
+                .borrow_mut()
+                .entry(member.id)
+                .or_insert_with(|| {
+                    let mut connector = awc::Connector::new()
+                        .timeout(Duration::from_secs(5))
+                        .conn_keep_alive(Duration::from_secs(30))
+                        .limit(1024);
+                    if let Some(tls) = &self.tls {
+                        connector = connector.rustls_0_23(tls.clone());
+                    }
+                    awc::Client::builder()
+                        .no_default_headers()
+                        .timeout(self.timeout)
+                        .connector(connector)
+                        .finish()
+                })
+                .clone()
+        })
+    }
+
+    /// One probe of `member`: healthy, or why not.
+    pub async fn probe_once(&self, member: &Member, probe: &Probe) -> Result<(), String> {
+        let (url, addr) = self.target(member, &probe.path).await?;
+        let client = self.client(member);
+        let mut request = client
+            .get(url)
+            .timeout(probe.timeout)
+            .force_close()
+            .insert_header((header::USER_AGENT, "gateway-probe"));
+        if let Some(addr) = addr {
+            request = request.address(addr);
+        }
+        let host = self
+            .host_for(member, None)
+            .unwrap_or_else(|| member.address.to_string());
+        request = request.insert_header((header::HOST, host));
+        let response = request.send().await.map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        if probe.is_healthy(status) {
+            Ok(())
+        } else {
+            Err(format!("status {status}"))
+        }
+    }
+}
+
+/// The rustls client configuration of an https pool: its trusted CA, else the public roots.
+fn backend_tls(trusted_ca: Option<&[u8]>) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    match trusted_ca {
+        Some(pem) => {
+            for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem) {
+                let cert = cert.map_err(|e| format!("trusted_ca_file: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("trusted_ca_file: {e}"))?;
+            }
+            if roots.is_empty() {
+                return Err("trusted_ca_file has no PEM certificate".into());
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// Everything the request handler of one listener needs.
@@ -122,12 +441,13 @@ pub enum Route {
 pub struct Site {
     /// The port this listener is bound to, for `X-Forwarded-Port`.
     pub port: u16,
-    /// This listener's request counters.
-    pub stats: Arc<RequestStats>,
     pub listener: String,
     pub hostnames: Vec<String>,
     pub protocol: Protocol,
-    pub route: Route,
+    /// Its rules, by priority (a redirecting listener has one rule: the redirect).
+    pub rules: Vec<Rule>,
+    /// The largest request body it accepts.
+    pub max_request_body: Option<u64>,
 }
 
 /// The listeners sharing one address, chosen per request by `Host` the way the TLS resolver
@@ -168,7 +488,7 @@ impl Sites {
     }
 }
 
-fn strip_port(host: &str) -> &str {
+pub(crate) fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host.split_once(']').map_or(host, |(h, _)| &h[1..]);
     }
@@ -177,18 +497,12 @@ fn strip_port(host: &str) -> &str {
         .map_or(host, |(h, _)| h)
 }
 
-/// Builds the per-worker backend client. awc is per-worker (it is `!Send`), so each worker keeps
-/// its own pool of keep-alive connections to the backends.
+/// Builds a per-worker default client. Kept for the app factories; requests use each member's
+/// own client (`BackendPool::client`).
 pub fn backend_client() -> awc::Client {
     awc::Client::builder()
         .no_default_headers()
-        .timeout(BACKEND_TIMEOUT)
-        .connector(
-            awc::Connector::new()
-                .timeout(Duration::from_secs(5))
-                .conn_keep_alive(Duration::from_secs(30))
-                .limit(1024),
-        )
+        .timeout(DEFAULT_REQUEST_TIMEOUT)
         .finish()
 }
 
@@ -196,7 +510,6 @@ pub async fn handle(
     req: HttpRequest,
     payload: web::Payload,
     sites: web::Data<Sites>,
-    client: web::Data<awc::Client>,
 ) -> HttpResponse {
     let host = req
         .headers()
@@ -209,36 +522,18 @@ pub async fn handle(
             "421 Misdirected Request: no listener here serves this host\n",
         );
     };
-    let started = Instant::now();
-    let response = match &site.route {
-        Route::RedirectToHttps { port } => redirect_to_https(&req, *port),
-        Route::Proxy(pool) => forward(&req, payload, site, pool, &client).await,
+    let Some(target) = routing::select(&site.rules, req.path()) else {
+        return short(StatusCode::NOT_FOUND, "404 Not Found: no rule\n");
     };
-    site.stats
+    let started = Instant::now();
+    let response = match &target.action {
+        Action::Redirect(redirect) => redirect.respond(&req),
+        Action::Proxy(pool) => forward(&req, payload, site, pool).await,
+    };
+    target
+        .stats
         .observe(response.status().as_u16(), started.elapsed());
     response
-}
-
-fn redirect_to_https(req: &HttpRequest, port: u16) -> HttpResponse {
-    let info = req.connection_info();
-    let host = strip_port(info.host());
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
-    };
-    let authority = if port == 443 {
-        host
-    } else {
-        format!("{host}:{port}")
-    };
-    let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    HttpResponse::PermanentRedirect()
-        .insert_header((
-            header::LOCATION,
-            format!("https://{authority}{path_and_query}"),
-        ))
-        .finish()
 }
 
 async fn forward(
@@ -246,46 +541,113 @@ async fn forward(
     payload: web::Payload,
     site: &Site,
     pool: &BackendPool,
-    client: &awc::Client,
 ) -> HttpResponse {
-    let headers = forwarded_headers(req, site);
-    let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let body = RequestBody::of(req);
+    if let (Some(limit), RequestBody::Sized(len)) = (site.max_request_body, body) {
+        if len > limit {
+            discard(payload).await;
+            return too_large(limit);
+        }
+    }
+    let members = pool.members_for_request();
+    if members.is_empty() {
+        discard(payload).await;
+        return short(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "502 Bad Gateway: every member of backend pool `{}` is unhealthy\n",
+                pool.name
+            ),
+        );
+    }
+    if is_websocket_upgrade(req) {
+        return websocket(req, payload, site, pool, members[0]).await;
+    }
+    let client_host = client_host(req);
+    let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    // Over the limit while streaming: the rest of the body, to discard before answering 413.
+    let spilled: Rc<RefCell<Option<web::Payload>>> = Rc::default();
     // A request with a body can be tried on one member only: its stream is consumed by the attempt.
     let mut payload = Some(payload);
-    for (member, health) in pool.members_for_request() {
-        let url = format!("http://{member}{path_and_query}");
-        let mut request = client.request(req.method().clone(), url);
-        *request.headers_mut() = headers.clone();
-        let sent = match body {
-            RequestBody::None => request.send().await,
-            RequestBody::Sized(len) => match payload.take() {
-                Some(p) => request.send_body(SizedStream::new(len, p)).await,
-                None => break,
-            },
-            RequestBody::Chunked => match payload.take() {
-                Some(p) => request.send_body(BodyStream::new(p)).await,
-                None => break,
-            },
+    for member in members {
+        let (url, addr) = match pool.target(member, path_and_query).await {
+            Ok(target) => target,
+            Err(err) => {
+                warn!(listener = %site.listener, pool = %pool.name, backend = %member.address, error = %err, "backend unreachable");
+                continue;
+            }
         };
+        let mut headers = forwarded_headers(req, site);
+        if let Some(host) = pool.host_for(member, client_host.as_deref()) {
+            insert(&mut headers, "host", &host);
+        }
+        let client = pool.client(member);
+        let mut request = client
+            .request(req.method().clone(), url)
+            .timeout(pool.timeout);
+        if let Some(addr) = addr {
+            request = request.address(addr);
+        }
+        *request.headers_mut() = headers;
+        let mut cut = member.cut.subscribe();
+        let send = async {
+            match body {
+                RequestBody::None => Some(request.send().await),
+                RequestBody::Sized(len) => {
+                    let p = payload.take()?;
+                    Some(request.send_body(SizedStream::new(len, p)).await)
+                }
+                RequestBody::Chunked => {
+                    let p = payload.take()?;
+                    let limited = Limited {
+                        inner: Some(p),
+                        seen: 0,
+                        limit: site.max_request_body.unwrap_or(u64::MAX),
+                        spilled: spilled.clone(),
+                    };
+                    Some(request.send_body(BodyStream::new(limited)).await)
+                }
+            }
+        };
+        let sent = tokio::select! {
+            sent = send => sent,
+            _ = cut.changed() => {
+                return short(
+                    StatusCode::BAD_GATEWAY,
+                    "502 Bad Gateway: the backend left the rotation and its drain timeout passed\n",
+                );
+            }
+        };
+        let Some(sent) = sent else { break };
+        let rest = spilled.borrow_mut().take();
+        if let Some(rest) = rest {
+            discard(rest).await;
+            return too_large(site.max_request_body.unwrap_or(0));
+        }
         match &sent {
-            Ok(_) => health.set(true),
+            Ok(_) => member.health.set(true),
             Err(
                 awc::error::SendRequestError::Connect(_) | awc::error::SendRequestError::Timeout,
-            ) => health.set(false),
+            ) => member.health.set(false),
             Err(_) => {}
         }
         match sent {
-            Ok(response) => return relay(req.method(), response),
+            Ok(response) => {
+                return if pool.drain.is_some() {
+                    relay(req.method(), response, Some(member.cut.subscribe()))
+                } else {
+                    relay(req.method(), response, None)
+                }
+            }
             Err(awc::error::SendRequestError::Timeout) => {
-                warn!(listener = %site.listener, pool = %pool.name, backend = %member, "backend timed out");
+                warn!(listener = %site.listener, pool = %pool.name, backend = %member.address, "backend timed out");
                 return short(
                     StatusCode::GATEWAY_TIMEOUT,
                     "504 Gateway Timeout: the backend did not answer in time\n",
                 );
             }
             Err(err) => {
-                warn!(listener = %site.listener, pool = %pool.name, backend = %member, error = %err, "backend unreachable");
+                warn!(listener = %site.listener, pool = %pool.name, backend = %member.address, error = %err, "backend unreachable");
             }
         }
     }
@@ -293,6 +655,59 @@ async fn forward(
         StatusCode::BAD_GATEWAY,
         "502 Bad Gateway: no backend answered\n",
     )
+}
+
+fn too_large(limit: u64) -> HttpResponse {
+    short(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("413 Payload Too Large: the request body is limited to {limit} bytes\n"),
+    )
+}
+
+/// Reads and drops what is left of a refused body, within bounds, so that a client still sending
+/// reads the answer rather than a reset.
+async fn discard(mut payload: web::Payload) {
+    let drain = async {
+        let mut seen = 0u64;
+        while let Some(Ok(chunk)) = payload.next().await {
+            seen += chunk.len() as u64;
+            if seen > DISCARD_LIMIT {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DISCARD_TIME, drain).await;
+}
+
+/// The client's request body, counted: past `limit` it ends with an error, and the rest of the
+/// payload is handed back through `spilled`.
+struct Limited {
+    inner: Option<web::Payload>,
+    seen: u64,
+    limit: u64,
+    spilled: Rc<RefCell<Option<web::Payload>>>,
+}
+
+impl Stream for Limited {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match inner.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                this.seen += chunk.len() as u64;
+                if this.seen > this.limit {
+                    *this.spilled.borrow_mut() = this.inner.take();
+                    return Poll::Ready(Some(Err(PayloadError::Overflow)));
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            other => other,
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -317,10 +732,203 @@ impl RequestBody {
             };
         }
         if req.headers().contains_key(header::TRANSFER_ENCODING) {
+            return RequestBody::Chunked;
+        }
+        // HTTP/2 has no Transfer-Encoding: a body without Content-Length is a stream of DATA
+        // frames. Methods that carry no body are sent without one.
+        let bodiless = [Method::GET, Method::HEAD, Method::OPTIONS, Method::DELETE];
+        if req.version() == Version::HTTP_2 && !bodiless.contains(req.method()) {
             RequestBody::Chunked
         } else {
             RequestBody::None
         }
+    }
+}
+
+fn client_host(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+}
+
+fn is_websocket_upgrade(req: &HttpRequest) -> bool {
+    let has = |name: HeaderName, token: &str| {
+        req.headers()
+            .get_all(name)
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    req.version() == Version::HTTP_11
+        && has(header::UPGRADE, "websocket")
+        && has(header::CONNECTION, "upgrade")
+}
+
+/// A WebSocket upgrade: the gateway makes its own handshake with the backend (awc), answers the
+/// client's with `101`, then copies bytes both ways: frames pass through untouched.
+async fn websocket(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    site: &Site,
+    pool: &BackendPool,
+    member: &Member,
+) -> HttpResponse {
+    let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned() else {
+        return short(
+            StatusCode::BAD_REQUEST,
+            "400 Bad Request: WebSocket upgrade without Sec-WebSocket-Key\n",
+        );
+    };
+    let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let (url, addr) = match pool.target(member, path_and_query).await {
+        Ok(target) => target,
+        Err(err) => {
+            warn!(listener = %site.listener, pool = %pool.name, backend = %member.address, error = %err, "backend unreachable");
+            return short(
+                StatusCode::BAD_GATEWAY,
+                "502 Bad Gateway: no backend answered\n",
+            );
+        }
+    };
+    let mut headers = forwarded_headers(req, site);
+    if let Some(host) = pool.host_for(member, client_host(req).as_deref()) {
+        insert(&mut headers, "host", &host);
+    }
+    for name in [
+        header::SEC_WEBSOCKET_KEY,
+        header::SEC_WEBSOCKET_VERSION,
+        header::UPGRADE,
+        header::CONNECTION,
+    ] {
+        headers.remove(name);
+    }
+    let mut request = pool.client(member).ws(url);
+    if let Some(addr) = addr {
+        request = request.address(addr);
+    }
+    for (name, value) in headers.iter() {
+        request = request.set_header(name.clone(), value.clone());
+    }
+    let (response, framed) = match request.connect().await {
+        Ok(connected) => connected,
+        Err(awc::error::WsClientError::InvalidResponseStatus(status)) => {
+            return short(
+                status,
+                format!("{status}: the backend refused the WebSocket upgrade\n"),
+            );
+        }
+        Err(err) => {
+            member.health.set(false);
+            warn!(listener = %site.listener, pool = %pool.name, backend = %member.address, error = %err, "WebSocket upgrade to the backend failed");
+            return short(
+                StatusCode::BAD_GATEWAY,
+                "502 Bad Gateway: the WebSocket upgrade to the backend failed\n",
+            );
+        }
+    };
+    member.health.set(true);
+    let mut builder = HttpResponse::build(StatusCode::SWITCHING_PROTOCOLS);
+    builder.upgrade("websocket").insert_header((
+        header::SEC_WEBSOCKET_ACCEPT,
+        actix_http::ws::hash_key(key.as_bytes()).to_vec(),
+    ));
+    for name in [
+        header::SEC_WEBSOCKET_PROTOCOL,
+        header::SEC_WEBSOCKET_EXTENSIONS,
+    ] {
+        if let Some(value) = response.headers().get(&name) {
+            builder.insert_header((name, value.clone()));
+        }
+    }
+    let parts = framed.into_parts();
+    let (from_backend, mut to_backend) = tokio::io::split(parts.io);
+    let buffered = parts.read_buf.freeze();
+    actix_web::rt::spawn(async move {
+        while let Some(Ok(chunk)) = payload.next().await {
+            if to_backend.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        let _ = to_backend.shutdown().await;
+    });
+    let first = futures_util::stream::iter((!buffered.is_empty()).then_some(Ok(buffered)));
+    builder.streaming(first.chain(BackendRead::new(from_backend)))
+}
+
+type ReadHalf = tokio::io::ReadHalf<awc::BoxedSocket>;
+type Reading = Pin<Box<dyn Future<Output = (std::io::Result<Bytes>, ReadHalf)>>>;
+
+/// The backend's side of a WebSocket tunnel as a stream of chunks.
+struct BackendRead {
+    reading: Option<Reading>,
+}
+
+impl BackendRead {
+    fn new(half: ReadHalf) -> BackendRead {
+        BackendRead {
+            reading: Some(Self::read(half)),
+        }
+    }
+
+    fn read(mut half: ReadHalf) -> Reading {
+        Box::pin(async move {
+            let mut buffer = vec![0u8; 16 * 1024];
+            let read = half.read(&mut buffer).await.map(|n| {
+                buffer.truncate(n);
+                Bytes::from(buffer)
+            });
+            (read, half)
+        })
+    }
+}
+
+impl Stream for BackendRead {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let Some(reading) = self.reading.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match reading.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready((Ok(chunk), _)) if chunk.is_empty() => {
+                self.reading = None;
+                Poll::Ready(None)
+            }
+            Poll::Ready((Ok(chunk), half)) => {
+                self.reading = Some(Self::read(half));
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready((Err(err), _)) => {
+                self.reading = None;
+                Poll::Ready(Some(Err(err)))
+            }
+        }
+    }
+}
+
+/// A response body from a member that ends (with an error, so the client sees it cut) when the
+/// member's drain timeout passes after it left the rotation.
+struct Drained<S> {
+    inner: S,
+    cut: Pin<Box<dyn Future<Output = ()>>>,
+}
+
+impl<S> Stream for Drained<S>
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.cut.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::other(
+                "the backend left the rotation and its drain timeout passed",
+            )))));
+        }
+        self.inner.poll_next_unpin(cx)
     }
 }
 
@@ -377,15 +985,17 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in HOP_BY_HOP.iter().chain(&named) {
         headers.remove(name);
     }
-    // `Upgrade` is hop-by-hop too; WebSocket proxying (which needs it) is not supported yet.
+    // `Upgrade` is hop-by-hop too; a WebSocket upgrade makes its own handshake with the backend.
     headers.remove(header::UPGRADE);
 }
 
-fn relay<S>(method: &Method, response: awc::ClientResponse<S>) -> HttpResponse
+fn relay<S>(
+    method: &Method,
+    response: awc::ClientResponse<S>,
+    cut: Option<tokio::sync::watch::Receiver<u64>>,
+) -> HttpResponse
 where
-    S: futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>>
-        + Unpin
-        + 'static,
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
 {
     let mut builder = HttpResponse::build(response.status());
     let mut headers = response.headers().clone();
@@ -408,57 +1018,119 @@ where
         }
         return builder.finish();
     }
-    match length {
-        Some(length) => builder.body(SizedStream::new(length, response)),
-        None => builder.body(BodyStream::new(response)),
+    match (length, cut) {
+        (Some(length), None) => builder.body(SizedStream::new(length, response)),
+        (None, None) => builder.body(BodyStream::new(response)),
+        (length, Some(mut cut)) => {
+            let drained = Drained {
+                inner: response,
+                cut: Box::pin(async move {
+                    let _ = cut.changed().await;
+                }),
+            };
+            match length {
+                Some(length) => builder.body(SizedStream::new(length, drained)),
+                None => builder.body(BodyStream::new(drained)),
+            }
+        }
     }
 }
 
-fn short(status: StatusCode, body: &'static str) -> HttpResponse {
+fn short(status: StatusCode, body: impl Into<String>) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("text/plain; charset=utf-8")
-        .body(body)
+        .body(body.into())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn parse(text: &str) -> Result<BackendAddress, &'static str> {
+        BackendAddress::parse(text, Protocol::Http, None)
+    }
+
     #[test]
     fn backend_addresses_are_host_and_port() {
         assert_eq!(
-            BackendAddress::parse("127.0.0.1:8080").unwrap().to_string(),
+            parse("127.0.0.1:8080").unwrap().to_string(),
             "127.0.0.1:8080"
         );
+        assert_eq!(parse("http://app:80/").unwrap().to_string(), "app:80");
+        assert_eq!(parse("app").unwrap().to_string(), "app:80");
         assert_eq!(
-            BackendAddress::parse("http://app:80/").unwrap().to_string(),
-            "app:80"
+            BackendAddress::parse("app", Protocol::Http, Some(8080))
+                .unwrap()
+                .to_string(),
+            "app:8080"
         );
-        assert!(BackendAddress::parse("https://app:443").is_err());
-        assert!(BackendAddress::parse("app:80/path").is_err());
-        assert!(BackendAddress::parse(":80").is_err());
+        assert_eq!(
+            BackendAddress::parse("https://app", Protocol::Https, None)
+                .unwrap()
+                .to_string(),
+            "app:443"
+        );
+        assert_eq!(parse("[::1]:81").unwrap().to_string(), "[::1]:81");
+        assert!(parse("https://app:443").is_err());
+        assert!(BackendAddress::parse("http://app", Protocol::Https, None).is_err());
+        assert!(parse("ftp://app").is_err());
+        assert!(parse("app:80/path").is_err());
+        assert!(parse(":80").is_err());
+    }
+
+    fn pool(extra: &str) -> BackendPool {
+        let config: BackendPoolConfig = toml::from_str(&format!(
+            "name = \"p\"\naddresses = [\"a:1\", \"b:1\", \"c:1\"]\n{extra}"
+        ))
+        .unwrap();
+        BackendPool::new(&config, &Metrics::default(), None).unwrap()
+    }
+
+    fn order(pool: &BackendPool) -> String {
+        pool.members_for_request()
+            .iter()
+            .map(|member| member.address.to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     #[test]
     fn round_robin_starts_each_request_at_the_next_member_and_falls_back_to_the_rest() {
-        let pool = BackendPool::new(
-            &BackendPoolConfig {
-                name: "p".into(),
-                addresses: vec!["a:1".into(), "b:1".into(), "c:1".into()],
-            },
-            &Metrics::default(),
-        )
-        .unwrap();
-        let order = |pool: &BackendPool| {
-            pool.members_for_request()
-                .map(|(member, _)| member.to_string())
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
+        let pool = pool("");
         assert_eq!(order(&pool), "a:1 b:1 c:1");
         assert_eq!(order(&pool), "b:1 c:1 a:1");
         assert_eq!(order(&pool), "c:1 a:1 b:1");
         assert_eq!(order(&pool), "a:1 b:1 c:1");
+    }
+
+    #[test]
+    fn a_member_leaves_after_threshold_failed_probes_and_returns_after_one_success() {
+        let pool = pool("[probe]\nunhealthy_threshold = 2\n");
+        let b = &pool.members()[1];
+        pool.record_probe(b, false, "refused");
+        assert!(b.in_rotation(), "one failure is below the threshold");
+        pool.record_probe(b, false, "refused");
+        assert!(!b.in_rotation());
+        for _ in 0..4 {
+            assert!(!order(&pool).contains("b:1"), "{}", order(&pool));
+        }
+        pool.record_probe(b, true, "");
+        assert!(b.in_rotation());
+        for member in pool.members() {
+            pool.record_probe(member, false, "down");
+            pool.record_probe(member, false, "down");
+        }
+        assert_eq!(order(&pool), "");
+    }
+
+    #[test]
+    fn probe_status_ranges() {
+        let pool = pool("[probe]\nhealthy_status = \"200-299,404\"\n");
+        let probe = pool.probe.as_ref().unwrap();
+        assert!(probe.is_healthy(204));
+        assert!(probe.is_healthy(404));
+        assert!(!probe.is_healthy(301));
+        assert!(!probe.is_healthy(500));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actix::{Actor, Addr};
+use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpServer};
 use anyhow::{bail, Context as _};
 use event_log::{Event, EventLog, FailureClass, Trigger};
@@ -19,12 +20,15 @@ use tracing::{error, info, warn};
 use crate::actors::messages::{Append, Install, InstallOutcome, ReadState, Restore};
 use crate::actors::{EventLogActor, ListenersActor, VaultActor};
 use crate::admin::{self, AdminState};
+use crate::config::RedirectType;
 use crate::config::{CertificateSource, Config, ListenerConfig, Protocol};
 use crate::https;
 use crate::keyvault;
-use crate::metrics::Metrics;
-use crate::proxy::{self, BackendPool, Route, Site, Sites};
+use crate::metrics::{Metrics, RequestStats};
+use crate::probes;
+use crate::proxy::{self, BackendPool, Site, Sites};
 use crate::refresh::CheckerActor;
+use crate::routing::{Action, PathPattern, Redirect, RedirectTo, Rule, Target};
 use crate::sources;
 
 /// A listener that is accepting connections.
@@ -137,7 +141,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (admin_addrs, admin_server) = admin::start(
         config.admin.bind,
         AdminState {
-            listeners: admin::ListenerInfo::from_config(&config),
+            listeners: admin::ListenerInfo::from_config(&config)
+                .into_iter()
+                .map(|mut info| {
+                    // Show where the listener really is (port 0 in the config means "any").
+                    if let Some(bound) = running.listeners.iter().find(|b| b.name == info.name) {
+                        info.bind = bound.addr;
+                    }
+                    info
+                })
+                .collect(),
             slots: slots.clone(),
             log: log_actor.clone(),
             rotator,
@@ -353,7 +366,18 @@ async fn bind_all(
 
     let mut pools: BTreeMap<String, Arc<BackendPool>> = BTreeMap::new();
     for pool in &config.backend_pools {
-        let built = BackendPool::new(pool, metrics)
+        let trusted_ca = match pool.trusted_ca_file.clone() {
+            Some(path) => Some(
+                tokio::task::spawn_blocking(move || {
+                    std::fs::read(&path)
+                        .with_context(|| format!("cannot read trusted_ca_file {}", path.display()))
+                })
+                .await?
+                .with_context(|| format!("backend_pool `{}`", pool.name))?,
+            ),
+            None => None,
+        };
+        let built = BackendPool::new(pool, metrics, trusted_ca.as_deref())
             .map_err(|why| anyhow::anyhow!("backend_pool `{}`: {why}", pool.name))?;
         pools.insert(pool.name.clone(), Arc::new(built));
     }
@@ -376,38 +400,14 @@ async fn bind_all(
     for (bind, group) in groups {
         let mut sites = Vec::new();
         for listener in &group {
-            let route = match &listener.redirect_to {
-                Some(target) => {
-                    let port = bound
-                        .iter()
-                        .find(|b| &b.name == target)
-                        .map(|b| b.addr.port())
-                        .with_context(|| {
-                            format!(
-                                "listener `{}`: redirect target `{target}` is not bound",
-                                listener.name
-                            )
-                        })?;
-                    Route::RedirectToHttps { port }
-                }
-                None => {
-                    let pool = config
-                        .pool_for(&listener.name)
-                        .with_context(|| format!("listener `{}` has no rule", listener.name))?;
-                    Route::Proxy(pools[&pool.name].clone())
-                }
-            };
-            let pool_label = match &route {
-                Route::Proxy(pool) => pool.name.as_str(),
-                Route::RedirectToHttps { .. } => "redirect",
-            };
+            let rules = listener_rules(config, listener, &bound, &pools, metrics)?;
             sites.push(Site {
                 port: 0,
-                stats: metrics.requests(&listener.name, pool_label),
                 listener: listener.name.clone(),
                 hostnames: listener.hostnames.clone(),
                 protocol: listener.protocol,
-                route,
+                rules,
+                max_request_body: config.max_request_body(listener),
             });
         }
         let names = group
@@ -427,7 +427,6 @@ async fn bind_all(
             Protocol::Http => HttpServer::new(move || {
                 App::new()
                     .app_data(sites.clone())
-                    .app_data(web::Data::new(proxy::backend_client()))
                     .default_service(web::to(proxy::handle))
             })
             .disable_signals()
@@ -463,10 +462,117 @@ async fn bind_all(
     if bound.is_empty() {
         warn!("no listeners are configured");
     }
+    for pool in pools.values() {
+        probes::spawn(pool.clone());
+    }
     Ok(Running {
         listeners: bound,
         admin: Vec::new(),
         servers,
         handles,
     })
+}
+
+/// The compiled rules of one listener, in priority order: a redirecting listener has one rule, the
+/// redirect; a routing listener has its `[[rule]]`s with their `paths`.
+fn listener_rules(
+    config: &Config,
+    listener: &ListenerConfig,
+    bound: &[BoundListener],
+    pools: &BTreeMap<String, Arc<BackendPool>>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Vec<Rule>> {
+    // One set of request counters per listener and pool (or "redirect").
+    let stats: std::cell::RefCell<BTreeMap<String, Arc<RequestStats>>> = Default::default();
+    let stats_for = |label: &str| {
+        stats
+            .borrow_mut()
+            .entry(label.to_owned())
+            .or_insert_with(|| metrics.requests(&listener.name, label))
+            .clone()
+    };
+    let redirect = |to: RedirectTo,
+                    kind: Option<RedirectType>,
+                    include_path: Option<bool>,
+                    include_query: Option<bool>| Redirect {
+        status: StatusCode::from_u16(kind.unwrap_or(RedirectType::PermanentRedirect).status())
+            .unwrap_or(StatusCode::PERMANENT_REDIRECT),
+        to,
+        include_path: include_path.unwrap_or(true),
+        include_query: include_query.unwrap_or(true),
+    };
+    let to = match (&listener.redirect_to, &listener.redirect_url) {
+        (Some(target), _) => {
+            let port = bound
+                .iter()
+                .find(|b| &b.name == target)
+                .map(|b| b.addr.port())
+                .with_context(|| {
+                    format!(
+                        "listener `{}`: redirect target `{target}` is not bound",
+                        listener.name
+                    )
+                })?;
+            Some(RedirectTo::Listener { port })
+        }
+        (None, Some(url)) => Some(RedirectTo::Url(url.clone())),
+        (None, None) => None,
+    };
+    if let Some(to) = to {
+        return Ok(vec![Rule {
+            name: format!("{}-redirect", listener.name),
+            default: Target {
+                stats: stats_for("redirect"),
+                action: Action::Redirect(redirect(
+                    to,
+                    listener.redirect_type,
+                    listener.include_path,
+                    listener.include_query,
+                )),
+            },
+            paths: Vec::new(),
+        }]);
+    }
+    let proxy_to = |name: &str| -> anyhow::Result<Target> {
+        let pool = pools.get(name).with_context(|| {
+            format!(
+                "listener `{}`: backend_pool `{name}` is not defined",
+                listener.name
+            )
+        })?;
+        Ok(Target {
+            stats: stats_for(name),
+            action: Action::Proxy(pool.clone()),
+        })
+    };
+    let mut rules = Vec::new();
+    for rule in config.rules_for(&listener.name) {
+        let default = proxy_to(&rule.backend_pool)?;
+        let mut paths = Vec::new();
+        for entry in &rule.paths {
+            let target = match (&entry.backend_pool, &entry.redirect_url) {
+                (Some(pool), _) => proxy_to(pool)?,
+                (None, Some(url)) => Target {
+                    stats: stats_for("redirect"),
+                    action: Action::Redirect(redirect(
+                        RedirectTo::Url(url.clone()),
+                        entry.redirect_type,
+                        entry.include_path,
+                        entry.include_query,
+                    )),
+                },
+                (None, None) => bail!("rule `{}` path `{}` has no target", rule.name, entry.path),
+            };
+            paths.push((PathPattern::new(&entry.path), target));
+        }
+        rules.push(Rule {
+            name: rule.name.clone(),
+            default,
+            paths,
+        });
+    }
+    if rules.is_empty() {
+        bail!("listener `{}` has no rule", listener.name);
+    }
+    Ok(rules)
 }

@@ -96,14 +96,22 @@ pub fn outcome_summary(outcome: &serde_json::Value) -> String {
     match outcome["outcome"].as_str() {
         Some("rotated") => format!(
             "rotated {} \u{2192} {} (version {})",
-            field("from"),
-            field("to"),
+            short(&field("from")),
+            short(&field("to")),
             field("version")
         ),
         Some("unchanged") => format!("unchanged (version {})", field("version")),
         Some("rejected") => format!("rejected version {}: {}", field("version"), field("reason")),
         Some("failed") => format!("failed ({}): {}", field("class"), field("message")),
         _ => outcome.to_string(),
+    }
+}
+
+/// A thumbprint cut to its first 12 characters (the full one is on the page next to it).
+fn short(thumbprint: &str) -> String {
+    match thumbprint.char_indices().nth(12) {
+        Some((cut, _)) => format!("{}\u{2026}", &thumbprint[..cut]),
+        None => thumbprint.to_owned(),
     }
 }
 
@@ -134,6 +142,7 @@ code { font: 12px/1.4 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; 
 .timeline th { text-align: left; color: var(--muted); font-weight: 500; border-bottom: 1px solid var(--line); padding: 6px 10px; }
 .timeline td { border-bottom: 1px solid #eaeef2; padding: 5px 10px; vertical-align: top; }
 .timeline td.details { overflow-wrap: anywhere; }
+.timeline td.time { white-space: nowrap; }
 .kind { font-weight: 600; white-space: nowrap; }
 .kind-certificate_installed, .kind-certificate_restored, .kind-listener_reenabled { color: var(--ok); }
 .kind-certificate_rejected, .kind-fetch_failed, .kind-listener_disabled { color: var(--bad); }
@@ -346,7 +355,7 @@ fn timeline(html: &mut String, events: &[Envelope]) {
         let kind: EventKind = envelope.kind();
         let _ = writeln!(
             html,
-            "<tr><td><time>{}</time></td><td class=\"muted\">{}</td><td>{}</td><td class=\"kind kind-{}\">{}</td><td class=\"details\"><code>{}</code></td></tr>",
+            "<tr><td class=\"time\"><time>{}</time></td><td class=\"muted\">{}</td><td>{}</td><td class=\"kind kind-{}\">{}</td><td class=\"details\"><code>{}</code></td></tr>",
             escape(&event_log::format_ms(envelope.at_ms)),
             envelope.seq,
             escape(&envelope.listener),

@@ -134,14 +134,13 @@ backend_pool = "app"
         file_leaf.thumbprint,
         "the other listener serves on"
     );
+    // Readiness does not wait for a listener taken out on purpose (gateway/src/admin.rs
+    // `readyz`); `/listeners` shows it disabled.
     let ready = http_exchange(
         admin,
         "GET /readyz HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n",
     );
-    assert!(
-        ready.starts_with("HTTP/1.1 503") && ready.contains("vault"),
-        "{ready}"
-    );
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
     let listeners = http_exchange(
         admin,
         "GET /listeners HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n",

@@ -672,22 +672,22 @@ fn with_disable_listener_a_revoked_listener_is_out_of_service_until_a_check_succ
         let result = try_served_leaf(gateway.addr("web"), "localhost", &scene.pki.ca_pem);
         let err = result.expect_err("a disabled listener completes no handshake");
         assert!(
-            err.contains("alert"),
-            "the handshake ends with a TLS alert: {err}"
+            err.contains("UnrecognisedName"),
+            "the handshake ends with an unrecognized_name alert: {err}"
         );
         err
     };
-    let alert = refused(&gateway);
-    eprintln!("a disabled listener answers: {alert}");
+    refused(&gateway);
     assert_eq!(
         scene.served_with_request(&gateway, "files"),
         file_leaf.thumbprint,
         "the other listener keeps serving"
     );
-    let (status, ready) = admin_request(admin, "GET", "/readyz");
-    assert_eq!(status, 503, "{ready}");
-    assert_eq!(ready["not_ready"], serde_json::json!(["web"]));
+    // The admin API shows it out of service. Readiness does not wait for it: it is out on
+    // purpose, and the gateway's other listeners serve (gateway/src/admin.rs `readyz`).
     assert_eq!(listener_view(admin, "web")["state"], "disabled");
+    let (status, ready) = admin_request(admin, "GET", "/readyz");
+    assert_eq!(status, 200, "{ready}");
     let events = scene.events("web");
     let tail: Vec<String> = kinds(&events).split_off(events.len() - 2);
     assert_eq!(tail, ["fetch_failed", "listener_disabled"]);

@@ -23,11 +23,26 @@ const ROTATION_BUDGET: Duration = Duration::from_secs(120);
 /// What the client threads saw.
 #[derive(Default)]
 struct Seen {
-    /// The leaf of every handshake.
+    /// The leaf of every full handshake (a resumed one shows the leaf of the session it resumes).
     leaves: Vec<Thumbprint>,
+    /// The leaf of every resumed handshake: that of its original session.
+    resumed_leaves: Vec<Thumbprint>,
     handshakes: usize,
     requests: usize,
+    /// Requests on the connections opened before the first swap.
+    long_lived_requests: usize,
     failures: Vec<String>,
+}
+
+/// A client configuration for new connections: with `resume`, one session cache shared by the
+/// thread's connections (TLS 1.3 tickets); without, every handshake is a full one, in which the
+/// server presents the certificate it serves at that moment.
+fn new_connection_config(ca_pem: &str, resume: bool) -> Arc<rustls::ClientConfig> {
+    let mut config = (*client_config(ca_pem, &[b"http/1.1"])).clone();
+    if !resume {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
+    Arc::new(config)
 }
 
 #[test]
@@ -50,7 +65,7 @@ fn rotating_twenty_times_under_load_fails_no_handshake_and_no_request() {
     );
     let gateway = Gateway::start(&config, &[]);
     let addr = gateway.addr("web");
-    let client = client_config(&pki.ca_pem, &[b"http/1.1"]);
+    let client = new_connection_config(&pki.ca_pem, false);
 
     // Every certificate that may be served; a new one is added before it is imported.
     let installable = Arc::new(Mutex::new(BTreeSet::from([first.thumbprint])));
@@ -71,6 +86,7 @@ fn rotating_twenty_times_under_load_fails_no_handshake_and_no_request() {
                 let result = connection.get(&path);
                 let mut seen = seen.lock().unwrap();
                 seen.requests += 1;
+                seen.long_lived_requests += 1;
                 match result {
                     Ok((200, body)) if body.starts_with(&format!("GET {path} HTTP/1.1")) => {}
                     Ok((status, body)) => seen
@@ -89,10 +105,13 @@ fn rotating_twenty_times_under_load_fails_no_handshake_and_no_request() {
         }));
     }
 
-    // New connections all the time: a handshake, then three requests on the connection.
+    // New connections all the time: a handshake, then three requests on the connection. Half
+    // of the threads make full handshakes, half resume their sessions across the swaps.
     let mut handshakers = Vec::new();
     for t in 0..HANDSHAKERS {
-        let (stop, seen, client) = (stop.clone(), seen.clone(), client.clone());
+        let resume = t % 2 == 1;
+        let client = new_connection_config(&pki.ca_pem, resume);
+        let (stop, seen) = (stop.clone(), seen.clone());
         handshakers.push(std::thread::spawn(move || {
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
@@ -110,7 +129,11 @@ fn rotating_twenty_times_under_load_fails_no_handshake_and_no_request() {
                 {
                     let mut seen = seen.lock().unwrap();
                     seen.handshakes += 1;
-                    seen.leaves.push(connection.leaf);
+                    if connection.resumed {
+                        seen.resumed_leaves.push(connection.leaf);
+                    } else {
+                        seen.leaves.push(connection.leaf);
+                    }
                 }
                 for r in 0..3 {
                     let path = format!("/new/{t}/{n}/{r}");
@@ -133,11 +156,26 @@ fn rotating_twenty_times_under_load_fails_no_handshake_and_no_request() {
         }));
     }
 
-    // Rotate: import a new version, refresh, and check that new handshakes see it.
+    // Rotate: import a new version, refresh, and check that new handshakes see it. Before each
+    // rotation the clients have made progress since the one before, so every swap happens under
+    // load (a pace, not a speed requirement: the wait is bounded and not asserted).
     let started = Instant::now();
     let mut last = first.thumbprint;
     let mut rotations = 0;
+    let progress = || {
+        let seen = seen.lock().unwrap();
+        (seen.handshakes, seen.long_lived_requests)
+    };
     while rotations < ROTATIONS && started.elapsed() < ROTATION_BUDGET {
+        let (handshakes, long_lived_requests) = progress();
+        let pace = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < pace {
+            let (h, l) = progress();
+            if h >= handshakes + 2 * HANDSHAKERS && l >= long_lived_requests + 2 * LONG_LIVED {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let next = pki.leaf(&["localhost"]);
         installable.lock().unwrap().insert(next.thumbprint);
         let version = vault.import("site", &next, &pki);
@@ -153,6 +191,14 @@ fn rotating_twenty_times_under_load_fails_no_handshake_and_no_request() {
         );
         last = next.thumbprint;
         rotations += 1;
+        let progress = seen.lock().unwrap();
+        eprintln!(
+            "rotation {rotations} done after {:?}: {} handshakes, {} requests, {} failures so far",
+            started.elapsed(),
+            progress.handshakes,
+            progress.requests,
+            progress.failures.len()
+        );
     }
     assert_eq!(
         rotations, ROTATIONS,
@@ -160,14 +206,10 @@ fn rotating_twenty_times_under_load_fails_no_handshake_and_no_request() {
     );
 
     // Let the new-connection threads see the last certificate before stopping them.
-    wait_for(
-        "a client thread to see the last certificate",
-        Duration::from_secs(30),
-        || {
-            let seen = seen.lock().unwrap();
-            seen.leaves.contains(&last).then_some(())
-        },
-    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !seen.lock().unwrap().leaves.contains(&last) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     stop.store(true, Ordering::Relaxed);
     for handle in handshakers {
         handle.join().unwrap();
@@ -186,6 +228,12 @@ fn rotating_twenty_times_under_load_fails_no_handshake_and_no_request() {
         seen.requests,
         &seen.failures[..seen.failures.len().min(10)]
     );
+    assert!(
+        seen.leaves.contains(&last),
+        "new connections saw the last certificate ({} handshakes, {} requests)",
+        seen.handshakes,
+        seen.requests
+    );
     let installable = installable.lock().unwrap();
     for leaf in &seen.leaves {
         assert!(
@@ -193,10 +241,21 @@ fn rotating_twenty_times_under_load_fails_no_handshake_and_no_request() {
             "a handshake saw {leaf}, which was never installed"
         );
     }
+    for leaf in &seen.resumed_leaves {
+        assert!(
+            installable.contains(leaf),
+            "a resumed session was of {leaf}, which was never installed"
+        );
+    }
+    assert!(
+        !seen.resumed_leaves.is_empty(),
+        "sessions were resumed across the swaps"
+    );
     let distinct: BTreeSet<_> = seen.leaves.iter().collect();
     eprintln!(
-        "{} handshakes and {} requests during {ROTATIONS} rotations; handshakes saw {} distinct certificates",
+        "{} handshakes ({} resumed) and {} requests during {ROTATIONS} rotations; full handshakes saw {} distinct certificates",
         seen.handshakes,
+        seen.resumed_leaves.len(),
         seen.requests,
         distinct.len()
     );

@@ -186,15 +186,32 @@ impl Gateway {
             .unwrap_or_else(|stderr| panic!("gateway did not start:\n{stderr}"))
     }
 
+    /// Like `start`, with more arguments after `run --config CONFIG` (`--log-format json`).
+    pub fn start_with_args(config: &Path, args: &[&str], envs: &[(&str, &str)]) -> Gateway {
+        Self::try_start_with_args(config, args, envs)
+            .unwrap_or_else(|stderr| panic!("gateway did not start:\n{stderr}"))
+    }
+
     /// Like `start`, but returns the gateway's stderr when it exits before `ready`.
     pub fn try_start(config: &Path, envs: &[(&str, &str)]) -> Result<Gateway, String> {
+        Self::try_start_with_args(config, &[], envs)
+    }
+
+    /// Like `try_start`, with more arguments after `run --config CONFIG`. `RUST_LOG` is `debug`
+    /// unless `envs` sets it.
+    pub fn try_start_with_args(
+        config: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Result<Gateway, String> {
         let stderr_path = config.with_extension(format!("stderr.{}", unique()));
         let stderr = std::fs::File::create(&stderr_path).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
             .args(["run", "--config"])
             .arg(config)
-            .envs(envs.iter().copied())
+            .args(args)
             .env("RUST_LOG", "debug")
+            .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -772,8 +789,11 @@ pub fn try_served_leaf(
 pub struct KeepAliveConnection {
     stream: BufReader<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>,
     host: String,
-    /// The leaf the server presented in the handshake.
+    /// The leaf the server presented in the handshake (for a resumed session, the leaf of the
+    /// session it resumed).
     pub leaf: Thumbprint,
+    /// Whether the handshake resumed an earlier session.
+    pub resumed: bool,
 }
 
 impl KeepAliveConnection {
@@ -806,10 +826,12 @@ impl KeepAliveConnection {
             .and_then(|c| c.first())
             .map(|c| Thumbprint::of(c))
             .ok_or_else(|| std::io::Error::other("no server certificate"))?;
+        let resumed = conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
         Ok(KeepAliveConnection {
             stream: BufReader::new(rustls::StreamOwned::new(conn, sock)),
             host: host.to_owned(),
             leaf,
+            resumed,
         })
     }
 
@@ -879,4 +901,319 @@ pub fn wait_for<T>(what: &str, within: Duration, mut check: impl FnMut() -> Opti
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+// ---- Routing support (routing.rs) ------------------------------------------------------------
+
+/// An echoing backend (like `EchoBackend`) that can be stopped (listener closed, open connections
+/// shut down: connections are refused) and started again on the same port.
+pub struct SwitchableBackend {
+    pub addr: SocketAddr,
+    running: std::sync::Mutex<Option<SwitchState>>,
+}
+
+struct SwitchState {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    connections: Arc<std::sync::Mutex<Vec<TcpStream>>>,
+}
+
+impl SwitchableBackend {
+    pub fn start() -> SwitchableBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let backend = SwitchableBackend {
+            addr,
+            running: std::sync::Mutex::new(None),
+        };
+        backend.serve(listener);
+        backend
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        let state = SwitchState {
+            stop: Arc::default(),
+            connections: Arc::default(),
+        };
+        let (stop, connections, addr) = (state.stop.clone(), state.connections.clone(), self.addr);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(clone) = stream.try_clone() {
+                    connections.lock().unwrap().push(clone);
+                }
+                std::thread::spawn(move || {
+                    let _ = echo_connection(stream, addr);
+                });
+            }
+        });
+        *self.running.lock().unwrap() = Some(state);
+    }
+
+    /// Closes the listening socket and every open connection.
+    pub fn stop(&self) {
+        let Some(state) = self.running.lock().unwrap().take() else {
+            return;
+        };
+        state.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr); // wakes the accept loop, which then exits
+        for connection in state.connections.lock().unwrap().drain(..) {
+            let _ = connection.shutdown(std::net::Shutdown::Both);
+        }
+        // Wait until the port refuses connections.
+        wait_for("the backend to stop", Duration::from_secs(10), || {
+            TcpStream::connect(self.addr).is_err().then_some(())
+        });
+    }
+
+    /// Listens on the same port again.
+    pub fn restart(&self) {
+        let listener = wait_for(
+            "the backend port to be free",
+            Duration::from_secs(20),
+            || TcpListener::bind(self.addr).ok(),
+        );
+        self.serve(listener);
+    }
+}
+
+/// An https echoing backend: `echo_connection`'s answers over TLS with `leaf`.
+pub struct TlsEchoBackend {
+    pub addr: SocketAddr,
+}
+
+impl TlsEchoBackend {
+    pub fn start(leaf: &Leaf) -> TlsEchoBackend {
+        let certs: Vec<_> =
+            rustls_pki_types::CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes())
+                .map(|c| c.unwrap())
+                .collect();
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap();
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap(),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let config = config.clone();
+                std::thread::spawn(move || {
+                    let conn = rustls::ServerConnection::new(config).unwrap();
+                    let tls = rustls::StreamOwned::new(conn, stream);
+                    let _ = echo_stream(tls, addr);
+                });
+            }
+        });
+        TlsEchoBackend { addr }
+    }
+}
+
+/// `echo_connection` over any stream.
+fn echo_stream<S: Read + Write>(stream: S, me: SocketAddr) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line)? == 0 {
+            return Ok(());
+        }
+        let mut head = request_line.trim_end().to_owned();
+        head.push('\n');
+        let mut content_length = 0usize;
+        let mut chunked = false;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line)?;
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let (name, value) = line.split_once(':').unwrap_or((line, ""));
+            let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+            if name == "content-length" {
+                content_length = value.parse().unwrap_or(0);
+            }
+            if name == "transfer-encoding" && value.eq_ignore_ascii_case("chunked") {
+                chunked = true;
+            }
+            head.push_str(&format!("{name}: {value}\n"));
+        }
+        let body = if chunked {
+            read_chunked(&mut reader)?
+        } else {
+            let mut body = vec![0; content_length];
+            reader.read_exact(&mut body)?;
+            body
+        };
+        let mut reply = head.into_bytes();
+        reply.push(b'\n');
+        reply.extend_from_slice(&body);
+        let writer = reader.get_mut();
+        write!(
+            writer,
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nx-backend: {me}\r\ncontent-length: {}\r\n\r\n",
+            reply.len()
+        )?;
+        writer.write_all(&reply)?;
+        writer.flush()?;
+    }
+}
+
+/// A WebSocket echo server: answers the upgrade, then sends every data frame back (unmasked),
+/// prefixed with `echo:`; answers a close with a close.
+pub struct WsEchoBackend {
+    pub addr: SocketAddr,
+}
+
+impl WsEchoBackend {
+    pub fn start() -> WsEchoBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let _ = ws_echo_connection(stream);
+                });
+            }
+        });
+        WsEchoBackend { addr }
+    }
+}
+
+fn ws_echo_connection(stream: TcpStream) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    let mut key = None;
+    let mut host = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            match name.trim().to_ascii_lowercase().as_str() {
+                "sec-websocket-key" => key = Some(value.trim().to_owned()),
+                "host" => host = value.trim().to_owned(),
+                _ => {}
+            }
+        }
+    }
+    let Some(key) = key else {
+        writer.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")?;
+        return Ok(());
+    };
+    let accept = actix_http::ws::hash_key(key.as_bytes());
+    write!(
+        writer,
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {}\r\nx-backend-host: {host}\r\n\r\n",
+        String::from_utf8_lossy(&accept)
+    )?;
+    loop {
+        let (opcode, payload) = ws_read_frame(&mut reader)?;
+        if opcode == 8 {
+            ws_write_frame(&mut writer, 8, &payload, false)?;
+            return Ok(());
+        }
+        let mut reply = b"echo:".to_vec();
+        reply.extend_from_slice(&payload);
+        ws_write_frame(&mut writer, opcode, &reply, false)?;
+    }
+}
+
+/// Reads one WebSocket frame (unmasking it if masked): its opcode and payload.
+pub fn ws_read_frame(reader: &mut impl Read) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut head = [0u8; 2];
+    reader.read_exact(&mut head)?;
+    let opcode = head[0] & 0x0f;
+    let masked = head[1] & 0x80 != 0;
+    let mut len = u64::from(head[1] & 0x7f);
+    if len == 126 {
+        let mut ext = [0u8; 2];
+        reader.read_exact(&mut ext)?;
+        len = u64::from(u16::from_be_bytes(ext));
+    } else if len == 127 {
+        let mut ext = [0u8; 8];
+        reader.read_exact(&mut ext)?;
+        len = u64::from_be_bytes(ext);
+    }
+    let mut mask = [0u8; 4];
+    if masked {
+        reader.read_exact(&mut mask)?;
+    }
+    let mut payload = vec![0u8; len as usize];
+    reader.read_exact(&mut payload)?;
+    if masked {
+        for (i, byte) in payload.iter_mut().enumerate() {
+            *byte ^= mask[i % 4];
+        }
+    }
+    Ok((opcode, payload))
+}
+
+/// Writes one final WebSocket frame; `masked` for a client.
+pub fn ws_write_frame(
+    writer: &mut impl Write,
+    opcode: u8,
+    payload: &[u8],
+    masked: bool,
+) -> std::io::Result<()> {
+    let mut frame = vec![0x80 | opcode];
+    let mask_bit = if masked { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => frame.push(mask_bit | n as u8),
+        n if n <= 0xffff => {
+            frame.push(mask_bit | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(mask_bit | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    if masked {
+        let mask = [0x37, 0xfa, 0x21, 0x3d];
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    } else {
+        frame.extend_from_slice(payload);
+    }
+    writer.write_all(&frame)?;
+    writer.flush()
+}
+
+/// Opens a TLS connection to `addr` as `host` (HTTP/1.1), for requests written by hand.
+pub fn tls_stream(
+    addr: SocketAddr,
+    host: &str,
+    ca_pem: &str,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let config = client_config(ca_pem, &[b"http/1.1"]);
+    let name = rustls_pki_types::ServerName::try_from(host.to_owned()).unwrap();
+    let conn = rustls::ClientConnection::new(config, name).unwrap();
+    let sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    rustls::StreamOwned::new(conn, sock)
+}
+
+/// Reads an HTTP response head (through the blank line) byte by byte, leaving the rest unread.
+pub fn read_head(reader: &mut impl Read) -> std::io::Result<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        reader.read_exact(&mut byte)?;
+        head.push(byte[0]);
+    }
+    Ok(String::from_utf8_lossy(&head).into_owned())
 }
