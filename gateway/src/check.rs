@@ -26,8 +26,10 @@ pub fn check(config: &Config) -> anyhow::Result<Vec<String>> {
                     "versionless: follows new versions"
                 };
                 report.push(format!(
-                    "listener `{}`: https on {}, certificate from Key Vault {id} ({rotation})",
-                    listener.name, listener.bind
+                    "listener `{}`: https on {}, certificate from Key Vault {id} ({rotation}), {}",
+                    listener.name,
+                    listener.bind,
+                    describe_route(config, listener)
                 ));
             }
             (Some(source), Protocol::Https) => {
@@ -41,32 +43,66 @@ pub fn check(config: &Config) -> anyhow::Result<Vec<String>> {
                         }
                     };
                 report.push(format!(
-                    "listener `{}`: https on {}, certificate {} ({}), expires {}",
+                    "listener `{}`: https on {}, certificate {} ({}), expires {}, {}",
                     listener.name,
                     listener.bind,
                     validated.thumbprint(),
                     validated.subject(),
                     crate::audit::format_time_s(validated.not_after()),
+                    describe_route(config, listener),
                 ));
             }
             _ => {
-                let target = match &listener.redirect_to {
-                    Some(target) => format!("redirects to `{target}`"),
-                    None => format!(
-                        "proxies to backend_pool `{}`",
-                        config
-                            .pool_for(&listener.name)
-                            .map_or("?", |p| p.name.as_str())
-                    ),
-                };
                 report.push(format!(
-                    "listener `{}`: {} on {}, {target}",
-                    listener.name, listener.protocol, listener.bind
+                    "listener `{}`: {} on {}, {}",
+                    listener.name,
+                    listener.protocol,
+                    listener.bind,
+                    describe_route(config, listener)
                 ));
             }
         }
     }
     Ok(report)
+}
+
+/// Where a listener sends requests, in words.
+fn describe_route(config: &Config, listener: &crate::config::ListenerConfig) -> String {
+    if let Some(target) = &listener.redirect_to {
+        return format!("redirects to listener `{target}`");
+    }
+    if let Some(url) = &listener.redirect_url {
+        return format!("redirects to {url}");
+    }
+    let rules: Vec<String> = config
+        .rules_for(&listener.name)
+        .iter()
+        .map(|rule| {
+            let paths: Vec<String> = rule
+                .paths
+                .iter()
+                .map(|p| match (&p.backend_pool, &p.redirect_url) {
+                    (Some(pool), _) => format!("{} → `{pool}`", p.path),
+                    (None, Some(url)) => format!("{} → {url}", p.path),
+                    (None, None) => p.path.clone(),
+                })
+                .collect();
+            if paths.is_empty() {
+                format!(
+                    "rule `{}` → backend_pool `{}`",
+                    rule.name, rule.backend_pool
+                )
+            } else {
+                format!(
+                    "rule `{}` → {}, else backend_pool `{}`",
+                    rule.name,
+                    paths.join(", "),
+                    rule.backend_pool
+                )
+            }
+        })
+        .collect();
+    rules.join("; ")
 }
 
 /// `gateway fetch`: reads one secret from Key Vault with the config's identity and describes the

@@ -42,7 +42,6 @@ pub fn server(
         .listen(name, socket, move || {
             let app = App::new()
                 .app_data(sites.clone())
-                .app_data(web::Data::new(proxy::backend_client()))
                 .default_service(web::to(proxy::handle));
             let count = {
                 let (resolver, handshakes) = (resolver.clone(), handshakes.clone());

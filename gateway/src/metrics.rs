@@ -431,7 +431,7 @@ pub async fn render(state: web::Data<AdminState>) -> HttpResponse {
     out.family(
         "gateway_backend_up",
         "gauge",
-        "1 when the last request to the backend member got an answer, 0 when it could not connect.",
+        "1 when the backend member answered its last probe or request, 0 when it could not be reached.",
     );
     for health in lock(&metrics.backends).iter() {
         if health.known.load(Ordering::Relaxed) {

@@ -129,7 +129,7 @@ pub struct Member {
     pub health: Arc<BackendHealth>,
     /// Unique in the process: the key of this member's per-worker client.
     id: usize,
-    in_rotation: AtomicBool,
+    in_rotation: Arc<AtomicBool>,
     /// Failed probes in a row.
     failures: AtomicU32,
     /// Bumped when the drain timeout of a removal passes: requests that started before are cut.
@@ -213,7 +213,7 @@ impl BackendPool {
                     health: metrics.backend(&config.name, &address.to_string()),
                     address,
                     id: NEXT_MEMBER_ID.fetch_add(1, Ordering::Relaxed),
-                    in_rotation: AtomicBool::new(true),
+                    in_rotation: Arc::new(AtomicBool::new(true)),
                     failures: AtomicU32::new(0),
                     cut: tokio::sync::watch::channel(0).0,
                 })
@@ -289,10 +289,13 @@ impl BackendPool {
         if failures >= threshold && member.in_rotation.swap(false, Ordering::Relaxed) {
             warn!(pool = %self.name, backend = %member.address, failures, error, "backend unhealthy: out of rotation");
             if let Some(drain) = self.drain {
-                let cut = member.cut.clone();
+                let (cut, in_rotation) = (member.cut.clone(), member.in_rotation.clone());
                 actix_web::rt::spawn(async move {
                     tokio::time::sleep(drain).await;
-                    cut.send_modify(|epoch| *epoch += 1);
+                    // Back in rotation meanwhile: its requests carry on.
+                    if !in_rotation.load(Ordering::Relaxed) {
+                        cut.send_modify(|epoch| *epoch += 1);
+                    }
                 });
             }
         }
@@ -495,15 +498,6 @@ pub(crate) fn strip_port(host: &str) -> &str {
     host.rsplit_once(':')
         .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
         .map_or(host, |(h, _)| h)
-}
-
-/// Builds a per-worker default client. Kept for the app factories; requests use each member's
-/// own client (`BackendPool::client`).
-pub fn backend_client() -> awc::Client {
-    awc::Client::builder()
-        .no_default_headers()
-        .timeout(DEFAULT_REQUEST_TIMEOUT)
-        .finish()
 }
 
 pub async fn handle(

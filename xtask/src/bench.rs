@@ -65,8 +65,16 @@ struct Bench {
     root: PathBuf,
     dir: PathBuf,
     options: Options,
-    /// One row per figure: (scenario, figure, unit, higher_is_better, [gateway, nginx, haproxy]).
-    rows: Vec<(String, String, &'static str, bool, [Option<f64>; 3])>,
+    rows: Vec<Row>,
+}
+
+/// One figure of one scenario, for each server in `Server::ALL` order.
+struct Row {
+    scenario: String,
+    figure: String,
+    unit: &'static str,
+    higher_is_better: bool,
+    values: [Option<f64>; 3],
 }
 
 pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
@@ -216,6 +224,8 @@ impl Bench {
                     "/CN=localhost",
                     "-addext",
                     "subjectAltName=DNS:localhost",
+                    "-addext",
+                    "basicConstraints=critical,CA:FALSE",
                 ])
                 .args(&newkey)
                 .arg("-keyout")
@@ -348,7 +358,7 @@ impl Bench {
                 std::fs::write(
                     &conf,
                     format!(
-                        "global\n  nbthread 2\n  maxconn 20000\n  stats socket {sock} level admin\n  ssl-default-bind-options ssl-min-ver TLSv1.2\n\
+                        "global\n  nbthread 2\n  maxconn 9000\n  stats socket {sock} level admin\n  ssl-default-bind-options ssl-min-ver TLSv1.2\n\
                          defaults\n  mode http\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
                          frontend fe\n  bind {LISTEN} ssl crt {combined} alpn h2,http/1.1\n  default_backend be\n\
                          backend be\n  http-reuse always\n  server s1 {BACKEND}\n",
@@ -401,19 +411,19 @@ impl Bench {
         match self
             .rows
             .iter_mut()
-            .find(|r| r.0 == scenario && r.1 == figure)
+            .find(|r| r.scenario == scenario && r.figure == figure)
         {
-            Some(row) => row.4[index] = value,
+            Some(row) => row.values[index] = value,
             None => {
                 let mut values = [None; 3];
                 values[index] = value;
-                self.rows.push((
-                    scenario.to_owned(),
-                    figure.to_owned(),
+                self.rows.push(Row {
+                    scenario: scenario.to_owned(),
+                    figure: figure.to_owned(),
                     unit,
                     higher_is_better,
                     values,
-                ));
+                });
             }
         }
     }
@@ -698,7 +708,14 @@ impl Bench {
             "| scenario | figure | gateway | nginx | HAProxy | gateway/nginx | gateway/HAProxy |"
         );
         let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|");
-        for (scenario, figure, unit, higher, values) in &self.rows {
+        for Row {
+            scenario,
+            figure,
+            unit,
+            higher_is_better: higher,
+            values,
+        } in &self.rows
+        {
             let cell = |v: Option<f64>| {
                 v.map_or("–".to_owned(), |v| {
                     format!("{v:.1} {unit}").trim().to_owned()
@@ -987,6 +1004,8 @@ fn rotate(server: Server, dir: &Path, vault: &VaultHandle, _secret: &str) -> any
             "/CN=localhost",
             "-addext",
             "subjectAltName=DNS:localhost",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
             "-newkey",
             "ec",
             "-pkeyopt",
