@@ -213,32 +213,7 @@ impl Bench {
                 self.path(&format!("{}-cert.pem", key.name())),
                 self.path(&format!("{}-key.pem", key.name())),
             );
-            let output = Command::new("openssl")
-                .args([
-                    "req",
-                    "-x509",
-                    "-nodes",
-                    "-days",
-                    "30",
-                    "-subj",
-                    "/CN=localhost",
-                    "-addext",
-                    "subjectAltName=DNS:localhost",
-                    "-addext",
-                    "basicConstraints=critical,CA:FALSE",
-                ])
-                .args(&newkey)
-                .arg("-keyout")
-                .arg(&keyfile)
-                .arg("-out")
-                .arg(&cert)
-                .output()?;
-            if !output.status.success() {
-                bail!(
-                    "openssl req failed: {}",
-                    String::from_utf8_lossy(&output.stderr)
-                );
-            }
+            self_signed(&newkey, &cert, &keyfile)?;
             let combined = format!(
                 "{}{}",
                 std::fs::read_to_string(&cert)?,
@@ -989,10 +964,9 @@ fn vault_secret_uri(vault: &VaultHandle) -> String {
         .unwrap_or_default()
 }
 
-/// One rotation: a new ECDSA certificate, put in place the way each server expects.
-fn rotate(server: Server, dir: &Path, vault: &VaultHandle, _secret: &str) -> anyhow::Result<()> {
-    let key = dir.join("rotate-key.pem");
-    let cert = dir.join("rotate-cert.pem");
+/// A self-signed `localhost` server certificate (not a CA: the gateway's gate refuses those) with
+/// the key `newkey` asks `openssl req` for.
+fn self_signed(newkey: &[&str], cert: &Path, key: &Path) -> anyhow::Result<()> {
     let output = Command::new("openssl")
         .args([
             "req",
@@ -1002,23 +976,33 @@ fn rotate(server: Server, dir: &Path, vault: &VaultHandle, _secret: &str) -> any
             "30",
             "-subj",
             "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost",
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-keyout",
         ])
-        .arg(&key)
+        .args(["-addext", "subjectAltName=DNS:localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(newkey)
+        .arg("-keyout")
+        .arg(key)
         .arg("-out")
-        .arg(&cert)
+        .arg(cert)
         .output()?;
     if !output.status.success() {
-        bail!("openssl req failed");
+        bail!(
+            "openssl req failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
+    Ok(())
+}
+
+/// One rotation: a new ECDSA certificate, put in place the way each server expects.
+fn rotate(server: Server, dir: &Path, vault: &VaultHandle, _secret: &str) -> anyhow::Result<()> {
+    let key = dir.join("rotate-key.pem");
+    let cert = dir.join("rotate-cert.pem");
+    self_signed(
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        &cert,
+        &key,
+    )?;
     let (cert_pem, key_pem) = (
         std::fs::read_to_string(&cert)?,
         std::fs::read_to_string(&key)?,

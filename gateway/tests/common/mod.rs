@@ -104,52 +104,7 @@ impl EchoBackend {
 }
 
 fn echo_connection(stream: TcpStream, me: SocketAddr) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut writer = stream;
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line)? == 0 {
-            return Ok(());
-        }
-        let mut head = request_line.trim_end().to_owned();
-        head.push('\n');
-        let mut content_length = 0usize;
-        let mut chunked = false;
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line)?;
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            let (name, value) = line.split_once(':').unwrap_or((line, ""));
-            let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
-            if name == "content-length" {
-                content_length = value.parse().unwrap_or(0);
-            }
-            if name == "transfer-encoding" && value.eq_ignore_ascii_case("chunked") {
-                chunked = true;
-            }
-            head.push_str(&format!("{name}: {value}\n"));
-        }
-        let body = if chunked {
-            read_chunked(&mut reader)?
-        } else {
-            let mut body = vec![0; content_length];
-            reader.read_exact(&mut body)?;
-            body
-        };
-        let mut reply = head.into_bytes();
-        reply.push(b'\n');
-        reply.extend_from_slice(&body);
-        write!(
-            writer,
-            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nx-backend: {me}\r\ncontent-length: {}\r\n\r\n",
-            reply.len()
-        )?;
-        writer.write_all(&reply)?;
-        writer.flush()?;
-    }
+    echo_stream(stream, me)
 }
 
 fn read_chunked(reader: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
@@ -1016,7 +971,7 @@ impl TlsEchoBackend {
     }
 }
 
-/// `echo_connection` over any stream.
+/// The echo backend's answer loop over any stream (plain TCP or TLS).
 fn echo_stream<S: Read + Write>(stream: S, me: SocketAddr) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream);
     loop {
