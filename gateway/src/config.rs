@@ -213,6 +213,16 @@ pub struct ListenerConfig {
     pub include_query: Option<bool>,
     /// The largest request body this listener accepts (`"100MiB"`), else `[limits]`'s.
     pub max_request_body: Option<String>,
+    /// Connections open at once on this listener's address, else `[limits]`'s.
+    pub max_connections: Option<usize>,
+    /// TLS handshakes in progress at once on this listener's address (https), else `[limits]`'s.
+    pub max_handshakes_in_flight: Option<usize>,
+    /// How long a TLS handshake may take, from accept (https), else `[limits]`'s.
+    pub handshake_timeout: Option<String>,
+    /// How long a client may take to send its request headers, else `[limits]`'s.
+    pub request_header_timeout: Option<String>,
+    /// The longest pause in a request body, else `[limits]`'s.
+    pub body_timeout: Option<String>,
     /// This listener's own check schedule, instead of `[rotation] schedule`.
     pub rotation_schedule: Option<String>,
 }
@@ -288,12 +298,42 @@ impl RedirectType {
     }
 }
 
-/// Limits for every listener (`[limits]`).
+/// Limits for every listener (`[limits]`); each but the fixed header limits may be set per
+/// listener too.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
     /// The largest request body (`"100MiB"`); unlimited when unset.
     pub max_request_body: Option<String>,
+    /// Connections open at once per bind address (default 10000); beyond it new connections wait
+    /// in the kernel's accept backlog.
+    pub max_connections: Option<usize>,
+    /// TLS handshakes in progress at once per https bind address (default 256); beyond it accepted
+    /// connections wait for a slot.
+    pub max_handshakes_in_flight: Option<usize>,
+    /// How long a TLS handshake may take from accept, waiting for a slot included (default `10s`).
+    pub handshake_timeout: Option<String>,
+    /// How long a client may take to send the headers of its first request (default `10s`); then
+    /// 408 and the connection is closed.
+    pub request_header_timeout: Option<String>,
+    /// The longest pause between two pieces of a request body (default `30s`); then 408, the
+    /// connection is closed and the backend request abandoned.
+    pub body_timeout: Option<String>,
+}
+
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+pub const DEFAULT_MAX_HANDSHAKES_IN_FLIGHT: usize = 256;
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The connection-level limits of one bind address, resolved from a listener and `[limits]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    pub max_handshakes_in_flight: usize,
+    pub handshake_timeout: Duration,
+    pub request_header_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -636,6 +676,7 @@ impl Config {
         if let Some(size) = &self.limits.max_request_body {
             parse_size(size).map_err(|why| format!("[limits] max_request_body `{size}` {why}"))?;
         }
+        self.check_limits()?;
 
         let mut pools = BTreeSet::new();
         for pool in &self.backend_pools {
@@ -807,6 +848,131 @@ impl Config {
             .collect();
         rules.sort_by_key(|r| r.priority);
         rules
+    }
+
+    /// The `[limits]` keys and their per-listener overrides: counts above zero, durations above
+    /// zero, handshake limits only on https listeners, and one set of connection limits per
+    /// shared bind address.
+    fn check_limits(&self) -> Result<(), String> {
+        let limits = &self.limits;
+        let count = |key: &str, value: Option<usize>| match value {
+            Some(0) => Err(format!("{key} must be at least 1")),
+            _ => Ok(()),
+        };
+        let duration = |key: &str, value: &Option<String>| -> Result<(), String> {
+            if let Some(text) = value {
+                if parse_duration(text)
+                    .map_err(|e| format!("{key}: {e}"))?
+                    .is_zero()
+                {
+                    return Err(format!("{key} must be more than 0"));
+                }
+            }
+            Ok(())
+        };
+        let all = |prefix: &str,
+                   max_connections: Option<usize>,
+                   max_handshakes: Option<usize>,
+                   timeouts: [(&str, &Option<String>); 3]| {
+            count("max_connections", max_connections)
+                .and_then(|()| count("max_handshakes_in_flight", max_handshakes))
+                .and_then(|()| {
+                    timeouts
+                        .iter()
+                        .try_for_each(|(key, value)| duration(key, value))
+                })
+                .map_err(|e| format!("{prefix}{e}"))
+        };
+        all(
+            "[limits] ",
+            limits.max_connections,
+            limits.max_handshakes_in_flight,
+            [
+                ("handshake_timeout", &limits.handshake_timeout),
+                ("request_header_timeout", &limits.request_header_timeout),
+                ("body_timeout", &limits.body_timeout),
+            ],
+        )?;
+        for listener in &self.listeners {
+            all(
+                &format!("listener `{}`: ", listener.name),
+                listener.max_connections,
+                listener.max_handshakes_in_flight,
+                [
+                    ("handshake_timeout", &listener.handshake_timeout),
+                    ("request_header_timeout", &listener.request_header_timeout),
+                    ("body_timeout", &listener.body_timeout),
+                ],
+            )?;
+            if listener.protocol == Protocol::Http
+                && (listener.max_handshakes_in_flight.is_some()
+                    || listener.handshake_timeout.is_some())
+            {
+                return Err(format!(
+                    "listener `{}` is http; max_handshakes_in_flight and handshake_timeout need protocol = \"https\"",
+                    listener.name
+                ));
+            }
+        }
+        // Listeners sharing an address are one server, so they share its connection limits.
+        for (i, listener) in self.listeners.iter().enumerate() {
+            if listener.bind.port() == 0 {
+                continue;
+            }
+            let limits = self.connection_limits(listener);
+            if let Some(other) = self.listeners[..i]
+                .iter()
+                .find(|o| o.bind == listener.bind && self.connection_limits(o) != limits)
+            {
+                return Err(format!(
+                    "listeners `{}` and `{}` share bind {} but not their connection limits (max_connections, max_handshakes_in_flight, handshake_timeout, request_header_timeout); set them alike",
+                    other.name, listener.name, listener.bind
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The connection limits of a listener's address: its own, else `[limits]`'s, else the
+    /// defaults.
+    pub fn connection_limits(&self, listener: &ListenerConfig) -> ConnectionLimits {
+        let limits = &self.limits;
+        let duration = |own: &Option<String>, global: &Option<String>, default: Duration| {
+            own.as_deref()
+                .or(global.as_deref())
+                .and_then(|s| parse_duration(s).ok())
+                .unwrap_or(default)
+        };
+        ConnectionLimits {
+            max_connections: listener
+                .max_connections
+                .or(limits.max_connections)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            max_handshakes_in_flight: listener
+                .max_handshakes_in_flight
+                .or(limits.max_handshakes_in_flight)
+                .unwrap_or(DEFAULT_MAX_HANDSHAKES_IN_FLIGHT),
+            handshake_timeout: duration(
+                &listener.handshake_timeout,
+                &limits.handshake_timeout,
+                DEFAULT_HANDSHAKE_TIMEOUT,
+            ),
+            request_header_timeout: duration(
+                &listener.request_header_timeout,
+                &limits.request_header_timeout,
+                DEFAULT_REQUEST_HEADER_TIMEOUT,
+            ),
+        }
+    }
+
+    /// The longest pause in a request body on a listener: its own, else `[limits]`'s, else 30 s.
+    pub fn body_timeout(&self, listener: &ListenerConfig) -> Duration {
+        listener
+            .body_timeout
+            .as_deref()
+            .or(self.limits.body_timeout.as_deref())
+            .and_then(|s| parse_duration(s).ok())
+            .unwrap_or(DEFAULT_BODY_TIMEOUT)
     }
 
     /// The body limit of a listener: its own, else `[limits]`'s, else none.
@@ -1362,5 +1528,54 @@ backend_pool = "app"
         );
         assert_eq!(parse_size("100MiB"), Ok(100 << 20));
         assert_eq!(parse_size("512"), Ok(512));
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_overrides() {
+        let config = Config::parse(Path::new("/etc/gw/gateway.toml"), BASE).unwrap();
+        let web = &config.listeners[0];
+        assert_eq!(
+            config.connection_limits(web),
+            ConnectionLimits {
+                max_connections: DEFAULT_MAX_CONNECTIONS,
+                max_handshakes_in_flight: DEFAULT_MAX_HANDSHAKES_IN_FLIGHT,
+                handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+                request_header_timeout: DEFAULT_REQUEST_HEADER_TIMEOUT,
+            }
+        );
+        assert_eq!(config.body_timeout(web), DEFAULT_BODY_TIMEOUT);
+        let text = format!(
+            "[limits]\nmax_connections = 100\nhandshake_timeout = \"5s\"\nbody_timeout = \"1m\"\n{}",
+            BASE.replace(
+                "hostnames = [\"localhost\"]",
+                "hostnames = [\"localhost\"]\nmax_connections = 7\nrequest_header_timeout = \"500ms\"",
+            )
+        );
+        let config = Config::parse(Path::new("/etc/gw/gateway.toml"), &text).unwrap();
+        let web = &config.listeners[0];
+        let limits = config.connection_limits(web);
+        assert_eq!(limits.max_connections, 7);
+        assert_eq!(limits.handshake_timeout, Duration::from_secs(5));
+        assert_eq!(limits.request_header_timeout, Duration::from_millis(500));
+        assert_eq!(config.body_timeout(web), Duration::from_secs(60));
+        check_err(
+            &format!("[limits]\nmax_connections = 0\n{BASE}"),
+            "[limits] max_connections must be at least 1",
+        );
+        check_err(
+            &format!("[limits]\nbody_timeout = \"never\"\n{BASE}"),
+            "[limits] body_timeout: `never` is not a duration",
+        );
+        check_err(
+            &BASE.replace(
+                "hostnames = [\"localhost\"]",
+                "hostnames = [\"localhost\"]\nhandshake_timeout = \"0s\"",
+            ),
+            "listener `web`: handshake_timeout must be more than 0",
+        );
+        check_err(
+            &format!("[limits]\nmax_header_bytes = 1\n{BASE}"),
+            "unknown field `max_header_bytes`",
+        );
     }
 }

@@ -451,6 +451,8 @@ pub struct Site {
     pub rules: Vec<Rule>,
     /// The largest request body it accepts.
     pub max_request_body: Option<u64>,
+    /// The longest pause in a request body before the request is abandoned with 408.
+    pub body_timeout: Duration,
 }
 
 /// The listeners sharing one address, chosen per request by `Host` the way the TLS resolver
@@ -561,6 +563,8 @@ async fn forward(
     let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     // Over the limit while streaming: the rest of the body, to discard before answering 413.
     let spilled: Rc<RefCell<Option<web::Payload>>> = Rc::default();
+    // The client's body once it has paused for longer than the body timeout.
+    let stalled: Stalled = Rc::default();
     // A request with a body can be tried on one member only: its stream is consumed by the attempt.
     let mut payload = Some(payload);
     for member in members {
@@ -588,7 +592,7 @@ async fn forward(
             match body {
                 RequestBody::None => Some(request.send().await),
                 RequestBody::Sized(len) => {
-                    let p = payload.take()?;
+                    let p = Paced::new(payload.take()?, site.body_timeout, stalled.clone());
                     Some(request.send_body(SizedStream::new(len, p)).await)
                 }
                 RequestBody::Chunked => {
@@ -599,7 +603,8 @@ async fn forward(
                         limit: site.max_request_body.unwrap_or(u64::MAX),
                         spilled: spilled.clone(),
                     };
-                    Some(request.send_body(BodyStream::new(limited)).await)
+                    let paced = Paced::new(limited, site.body_timeout, stalled.clone());
+                    Some(request.send_body(BodyStream::new(paced)).await)
                 }
             }
         };
@@ -613,6 +618,12 @@ async fn forward(
             }
         };
         let Some(sent) = sent else { break };
+        let rest = stalled.borrow_mut().take();
+        if let Some(rest) = rest {
+            // The backend request is dropped here, unfinished.
+            warn!(listener = %site.listener, pool = %pool.name, backend = %member.address, timeout = ?site.body_timeout, "request body stalled; request abandoned");
+            return body_timed_out(site.body_timeout, rest);
+        }
         let rest = spilled.borrow_mut().take();
         if let Some(rest) = rest {
             discard(rest).await;
@@ -649,6 +660,43 @@ async fn forward(
         StatusCode::BAD_GATEWAY,
         "502 Bad Gateway: no backend answered\n",
     )
+}
+
+/// The client's body, handed back by `Paced` when it stalls.
+type Stalled = Rc<RefCell<Option<Box<dyn std::any::Any>>>>;
+
+/// 408 for a stalled body. The rest of the body may never come, so the connection is closed after
+/// the answer: the answer's body holds the client's payload until it has been written, because
+/// actix-http closes a connection whose request payload is unfinished but would keep reading
+/// (draining) a chunked one whose payload was dropped, for as long as the client likes.
+fn body_timed_out(timeout: Duration, payload: Box<dyn std::any::Any>) -> HttpResponse {
+    let text = Bytes::from(format!(
+        "408 Request Timeout: the request body paused for more than {} ms\n",
+        timeout.as_millis()
+    ));
+    let len = text.len() as u64;
+    let body = Holding {
+        text: Some(text),
+        _payload: payload,
+    };
+    HttpResponse::build(StatusCode::REQUEST_TIMEOUT)
+        .content_type("text/plain; charset=utf-8")
+        .force_close()
+        .body(SizedStream::new(len, body))
+}
+
+/// A one-piece body that keeps something alive until the body itself is dropped.
+struct Holding {
+    text: Option<Bytes>,
+    _payload: Box<dyn std::any::Any>,
+}
+
+impl Stream for Holding {
+    type Item = Result<Bytes, std::convert::Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Poll::Ready(self.text.take().map(Ok))
+    }
 }
 
 fn too_large(limit: u64) -> HttpResponse {
@@ -700,6 +748,64 @@ impl Stream for Limited {
                 Poll::Ready(Some(Ok(chunk)))
             }
             other => other,
+        }
+    }
+}
+
+/// A request body with a bound on each pause: once it has waited `timeout` for the next piece, it
+/// ends with an error and hands the rest of the body back through `stalled`. Only time spent
+/// waiting on the client counts: while the backend does not ask for more (backpressure), the
+/// clock is stopped.
+struct Paced<S> {
+    inner: Option<S>,
+    timeout: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    waiting: bool,
+    stalled: Stalled,
+}
+
+impl<S> Paced<S> {
+    fn new(inner: S, timeout: Duration, stalled: Stalled) -> Paced<S> {
+        Paced {
+            inner: Some(inner),
+            timeout,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            waiting: false,
+            stalled,
+        }
+    }
+}
+
+impl<S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static> Stream for Paced<S> {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match inner.poll_next_unpin(cx) {
+            Poll::Pending => {
+                if !this.waiting {
+                    this.waiting = true;
+                    let at = tokio::time::Instant::now() + this.timeout;
+                    this.deadline.as_mut().reset(at);
+                }
+                if this.deadline.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                if let Some(inner) = this.inner.take() {
+                    *this.stalled.borrow_mut() = Some(Box::new(inner));
+                }
+                Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the request body stalled",
+                )))))
+            }
+            ready => {
+                this.waiting = false;
+                ready
+            }
         }
     }
 }

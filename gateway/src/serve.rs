@@ -408,6 +408,7 @@ async fn bind_all(
                 protocol: listener.protocol,
                 rules,
                 max_request_body: config.max_request_body(listener),
+                body_timeout: config.body_timeout(listener),
             });
         }
         let names = group
@@ -423,16 +424,24 @@ async fn bind_all(
         }
         let sites = web::Data::new(Sites::new(sites));
         let protocol = group[0].protocol;
+        // The config check makes every listener of a shared address agree on these.
+        let limits = config.connection_limits(group[0]);
         let server = match protocol {
-            Protocol::Http => HttpServer::new(move || {
-                App::new()
-                    .app_data(sites.clone())
-                    .default_service(web::to(proxy::handle))
-            })
-            .disable_signals()
-            .listen(socket)
-            .with_context(|| format!("listeners {names}: {bind}"))?
-            .run(),
+            Protocol::Http => {
+                let (workers, per_worker) = https::workers_for(limits.max_connections);
+                HttpServer::new(move || {
+                    App::new()
+                        .app_data(sites.clone())
+                        .default_service(web::to(proxy::handle))
+                })
+                .disable_signals()
+                .workers(workers)
+                .max_connections(per_worker)
+                .client_request_timeout(limits.request_header_timeout)
+                .listen(socket)
+                .with_context(|| format!("listeners {names}: {bind}"))?
+                .run()
+            }
             Protocol::Https => {
                 let resolver = Arc::new(
                     SniResolver::new(group.iter().map(|l| slots[&l.name].clone()))
@@ -444,7 +453,7 @@ async fn bind_all(
                     .iter()
                     .map(|l| (l.name.clone(), metrics.handshakes(&l.name)))
                     .collect();
-                https::server(socket, tls, resolver, sites, handshakes)
+                https::server(socket, tls, resolver, sites, handshakes, limits)
                     .with_context(|| format!("listeners {names}: {bind}"))?
             }
         };
