@@ -207,16 +207,7 @@ impl ManagedIdentity {
             UserAssignedId::ObjectId(id) => ("object_id", id),
             UserAssignedId::ResourceId(id) => ("msi_res_id", id),
         });
-        let mut url = self.endpoint.clone();
-        {
-            let mut query = url.query_pairs_mut();
-            query
-                .append_pair("api-version", "2018-02-01")
-                .append_pair("resource", resource);
-            if let Some((name, value)) = id_param {
-                query.append_pair(name, value);
-            }
-        }
+        let url = token_request_url(&self.endpoint, "2018-02-01", resource, id_param);
         let client = self.client.get(&endpoint, &identity).await?;
         let ctx = retry::Context {
             endpoint: &endpoint,
@@ -340,16 +331,7 @@ impl AppService {
             UserAssignedId::ObjectId(id) => ("principal_id", id),
             UserAssignedId::ResourceId(id) => ("mi_res_id", id),
         });
-        let mut url = self.endpoint.clone();
-        {
-            let mut query = url.query_pairs_mut();
-            query
-                .append_pair("api-version", "2019-08-01")
-                .append_pair("resource", resource);
-            if let Some((name, value)) = id_param {
-                query.append_pair(name, value);
-            }
-        }
+        let url = token_request_url(&self.endpoint, "2019-08-01", resource, id_param);
         let client = self.client.get(&endpoint, &identity).await?;
         let secrets = [self.header.as_str()];
         let ctx = retry::Context {
@@ -379,6 +361,27 @@ impl TokenSource for AppService {
             describe_identity(self.id.as_ref())
         )
     }
+}
+
+/// The GET URL of a managed-identity token request: IMDS and App Service differ only in the
+/// api-version and in how a user-assigned identity is named (`id_param`).
+fn token_request_url(
+    endpoint: &Url,
+    api_version: &str,
+    resource: &str,
+    id_param: Option<(&str, &String)>,
+) -> Url {
+    let mut url = endpoint.clone();
+    {
+        let mut query = url.query_pairs_mut();
+        query
+            .append_pair("api-version", api_version)
+            .append_pair("resource", resource);
+        if let Some((name, value)) = id_param {
+            query.append_pair(name, value);
+        }
+    }
+    url
 }
 
 #[cfg(test)]
