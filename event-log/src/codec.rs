@@ -471,49 +471,7 @@ mod tests {
 
     #[test]
     fn every_event_round_trips() {
-        let t = Thumbprint([9; 32]);
-        let events = vec![
-            Event::ListenerConfigured { source: "s".into() },
-            Event::CertificateFetched {
-                source: "s".into(),
-                version: Some("v".into()),
-                thumbprint: t,
-            },
-            Event::CertificateInstalled {
-                trigger: Trigger::Config,
-                previous: Some(Thumbprint([1; 32])),
-                thumbprint: t,
-                version: None,
-                source: "s".into(),
-                not_after: -5,
-                material: SealedBundle {
-                    chain: vec![vec![1, 2], vec![3]],
-                    sealed_key: vec![4; 40],
-                },
-            },
-            Event::CertificateRejected {
-                trigger: Trigger::Manual,
-                thumbprint: None,
-                version: None,
-                reason: "r".into(),
-            },
-            Event::FetchFailed {
-                trigger: Trigger::Startup,
-                class: FailureClass::Configuration,
-                message: "m".into(),
-            },
-            Event::ListenerDisabled { reason: "r".into() },
-            Event::ListenerReenabled,
-            Event::CertificateRestored {
-                thumbprint: t,
-                version: None,
-            },
-            Event::ExpiryWarning {
-                thumbprint: t,
-                not_after: 12,
-            },
-        ];
-        for event in events {
+        for event in crate::fuzzing::sample_events() {
             let e = envelope(event);
             let bytes = encode_envelope(&e).expect("encode");
             assert_eq!(decode_envelope(3, &bytes).expect("decode"), e);

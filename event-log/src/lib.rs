@@ -32,6 +32,8 @@
 mod codec;
 mod error;
 mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 mod log;
 mod seal;
 mod state;

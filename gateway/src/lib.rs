@@ -9,6 +9,8 @@ pub mod admin_client;
 pub mod audit;
 pub mod check;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod https;
 pub mod keyvault;
 pub mod metrics;

@@ -59,6 +59,8 @@
 mod cache;
 mod entra;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod managed;
 mod retry;
 mod source;

@@ -81,7 +81,7 @@ impl LocalClient {
 }
 
 /// Interprets a final answer from IMDS or App Service.
-fn token_from_answer(
+pub(crate) fn token_from_answer(
     answer: retry::Answer,
     endpoint: &str,
     identity: &str,

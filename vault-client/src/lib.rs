@@ -63,6 +63,8 @@ mod challenge;
 mod client;
 mod decode;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod id;
 
 pub use client::{

@@ -9,6 +9,8 @@
 //! - `rotate`: puts a new certificate version into that running emulator and refreshes the demo
 //!   listener through the gateway's admin API.
 //!
+//! - `fuzz`: seeds the fuzz corpora and runs the libFuzzer targets (see `fuzz.rs`).
+//!
 //! Repository checks (every crate has a `//!` doc and forbids unsafe code) run under
 //! `cargo test -p xtask`.
 #![forbid(unsafe_code)]
@@ -21,6 +23,7 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context as _};
 
 mod bench;
+mod fuzz;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -28,8 +31,9 @@ fn main() -> anyhow::Result<()> {
         Some("run") => run_demo(&args[1..]),
         Some("rotate") => rotate_demo(),
         Some("bench") => bench::run(&workspace_root(), &args[1..]),
+        Some("fuzz") => fuzz::run(&workspace_root(), &args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask run [--port PORT] | cargo xtask rotate | cargo xtask bench [--quick]");
+            eprintln!("usage: cargo xtask run [--port PORT] | cargo xtask rotate | cargo xtask bench [--quick] | cargo xtask fuzz seed|run TARGET");
             bail!("unknown or missing task")
         }
     }
