@@ -76,8 +76,13 @@ fn parse_client_hello(record: &[u8]) -> Option<Option<String>> {
             let name_len = usize::from(names.u16()?);
             let name = names.take(name_len)?;
             if name_type == 0 {
-                let name = std::str::from_utf8(name).ok()?;
-                return Some(Some(name.trim_end_matches('.').to_ascii_lowercase()));
+                let name = std::str::from_utf8(name).ok()?.trim_end_matches('.');
+                // RFC 6066 names have at least one byte: an empty one is malformed, for rustls
+                // to refuse.
+                if name.is_empty() {
+                    return None;
+                }
+                return Some(Some(name.to_ascii_lowercase()));
             }
         }
         return Some(None);
@@ -129,6 +134,19 @@ mod tests {
         let mut bytes = Vec::new();
         conn.write_tls(&mut bytes).unwrap();
         bytes
+    }
+
+    #[test]
+    fn a_server_name_of_only_dots_is_left_for_rustls_to_refuse() {
+        // Found by the `client_hello` fuzz target: an empty name (fuzz/regressions/client_hello/)
+        // was returned as the server name `""`.
+        let mut hello = client_hello("a.example");
+        let at = hello
+            .windows(9)
+            .position(|w| w == b"a.example")
+            .expect("the name is in the hello");
+        hello[at..at + 9].copy_from_slice(b".........");
+        assert_eq!(peek_server_name(&hello), Peeked::NotAClientHello);
     }
 
     #[test]
