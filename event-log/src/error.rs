@@ -85,6 +85,57 @@ pub enum EventLogError {
         source: redb::DatabaseError,
     },
 
+    /// The database file is shorter than its own header says, or empty: it was cut short. It is
+    /// refused before anything in the state directory is created or written.
+    #[error(
+        "the event log file {path} is truncated: {}; it was cut short (a full or failing disk, \
+         an interrupted copy or restore). Restore it from a backup; or move it aside (`mv {path} \
+         {path}.damaged`) and start again with a new, empty log: the gateway then installs its \
+         certificates from their configured sources (Key Vault, files) again, but the audit \
+         history and the last-known-good certificates of the old log are not used",
+        truncated_detail(*.len, *.expected)
+    )]
+    Truncated {
+        /// The database file.
+        path: PathBuf,
+        /// Its length in bytes.
+        len: u64,
+        /// The length its header gives, when the header is whole.
+        expected: Option<u64>,
+    },
+
+    /// The database file is longer than its header says, although it was closed cleanly: bytes
+    /// were written past its end. The entries are all within the length the header gives.
+    #[error(
+        "the event log file {path} is {len} bytes long, but its header says {expected}: something \
+         wrote past its end. The entries lie within the first {expected} bytes: keep a copy of \
+         the file, then `truncate -s {expected} {path}` gives it back its length"
+    )]
+    Overlong {
+        /// The database file.
+        path: PathBuf,
+        /// Its length in bytes.
+        len: u64,
+        /// The length its header gives.
+        expected: u64,
+    },
+
+    /// The file system that holds the database has no space left (or the owner's quota is
+    /// used up). What was being written is not in the log; the entries before it are intact.
+    #[error(
+        "no space left for the event log {path} ({source}): the file system that holds it is \
+         full, so this change was not recorded; the entries already in the log are intact. Free \
+         space on that file system (or raise the quota), then try again; a running gateway picks \
+         the log up again by itself"
+    )]
+    StorageFull {
+        /// The database file.
+        path: PathBuf,
+        /// What the operating system reported (`ENOSPC`, `EDQUOT`).
+        #[source]
+        source: io::Error,
+    },
+
     /// Another process (or another `EventLog` in this one) has the database open.
     #[error("the event log file {path} is already open in another process or gateway instance")]
     Locked {
@@ -257,6 +308,31 @@ pub enum EventLogError {
         /// The listener.
         listener: String,
     },
+}
+
+impl EventLogError {
+    /// An I/O error of the open database: redb refuses the handle from then on, so the log
+    /// reopens the file (see `EventLog::with_db`).
+    pub(crate) fn is_io_failure(&self) -> bool {
+        match self {
+            EventLogError::StorageFull { .. } => true,
+            EventLogError::Storage { source, .. } => {
+                matches!(**source, redb::Error::Io(_) | redb::Error::PreviousIo)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The middle of a [`EventLogError::Truncated`] message.
+fn truncated_detail(len: u64, expected: Option<u64>) -> String {
+    match (len, expected) {
+        (0, _) => "it is empty (0 bytes)".to_owned(),
+        (len, Some(expected)) => {
+            format!("it holds {len} bytes, but its header says it holds {expected}")
+        }
+        (len, None) => format!("it holds only {len} bytes, less than its header"),
+    }
 }
 
 /// Where and how the hash chain of the log is broken, found by `EventLog::verify`.

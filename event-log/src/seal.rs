@@ -44,10 +44,17 @@ pub(crate) fn load_or_create_key(
         match options.open(path) {
             Ok(mut file) => {
                 let mut key = [0u8; KEY_LEN];
-                getrandom::getrandom(&mut key)
-                    .map_err(|e| io_error(std::io::Error::other(e.to_string())))?;
-                file.write_all(&key).map_err(io_error)?;
-                file.sync_all().map_err(io_error)?;
+                let written = getrandom::getrandom(&mut key)
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+                    .and_then(|()| file.write_all(&key))
+                    .and_then(|()| file.sync_all());
+                if let Err(e) = written {
+                    // A short key file (a full disk) would later read as a damaged key: leave
+                    // none, so that the next start creates it again.
+                    drop(file);
+                    let _ = fs::remove_file(path);
+                    return Err(io_error(e));
+                }
                 tracing::info!(path = %path.display(), "created a new seal key");
                 return Aes256Gcm::new_from_slice(&key).map_err(|_| EventLogError::SealKeyLength {
                     path: path.to_owned(),

@@ -1,0 +1,250 @@
+//! Damaged state (issue 8) end to end: the gateway binary with its state directory on a small
+//! tmpfs that fills up, a Key Vault rotation, and a real TLS client.
+//!
+//! Mounting a tmpfs needs root (CAP_SYS_ADMIN); where that is not permitted the test prints
+//! `skipped: …` and passes.
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+/// The identity the gateway reads Key Vault as.
+const READER: &str = "gateway-reader";
+
+/// No scheduled check fires during the test: only the refreshes it asks for (and the rotator's
+/// own retry after a failure) run.
+const NO_SCHEDULE: &str = "schedule = \"0 0 0 1 1 *\"\njitter = \"0s\"";
+
+/// A small tmpfs mounted on `path` (an empty directory), unmounted on drop.
+struct SmallDisk {
+    path: PathBuf,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `size` on `path`, or says on stderr why it cannot and returns `None`:
+    /// the calling test is then skipped.
+    fn mount(path: &Path, size: &str) -> Option<SmallDisk> {
+        fs::create_dir_all(path).unwrap();
+        let options = format!("size={size},mode=0700");
+        match Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &options, "tmpfs"])
+            .arg(path)
+            .output()
+        {
+            Ok(out) if out.status.success() => Some(SmallDisk {
+                path: path.to_owned(),
+            }),
+            Ok(out) => {
+                eprintln!(
+                    "skipped: cannot mount a {size} tmpfs on {} ({}); this test needs root \
+                     (CAP_SYS_ADMIN)",
+                    path.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("skipped: cannot run `mount` ({e}); this test needs root and mount(8)");
+                None
+            }
+        }
+    }
+
+    /// Fills the file system to the last byte with a file, and returns its path.
+    fn fill(&self) -> PathBuf {
+        let path = self.path.join("filler");
+        let mut file = fs::File::create(&path).unwrap();
+        for chunk in [64 * 1024, 4096, 1] {
+            let bytes = vec![0xA5; chunk];
+            let err = loop {
+                if let Err(e) = file.write_all(&bytes) {
+                    break e;
+                }
+            };
+            assert_eq!(
+                err.kind(),
+                std::io::ErrorKind::StorageFull,
+                "filling: {err}"
+            );
+        }
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let unmounted = Command::new("umount")
+            .arg(&self.path)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !unmounted {
+            // Something still has a file open there: detach it, so the directory can go.
+            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        }
+    }
+}
+
+/// A leaf for `localhost` with 400 more names: its chain (about 10 KiB) needs fresh pages in the
+/// database file to be recorded. A small event can fit in pages that earlier commits freed, which
+/// a full disk does not stop; this install cannot.
+fn big_leaf(pki: &Pki) -> Leaf {
+    let names: Vec<String> = std::iter::once("localhost".to_owned())
+        .chain((0..400).map(|i| format!("alt-{i:03}.localhost")))
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    pki.leaf(&names)
+}
+
+/// The admin API's view of one listener (`GET /listeners`).
+fn listener_view(admin: SocketAddr, listener: &str) -> Value {
+    let (status, body) = admin_request(admin, "GET", "/listeners");
+    assert_eq!(status, 200, "{body}");
+    body.as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == listener)
+        .unwrap_or_else(|| panic!("no listener {listener} in {body}"))
+        .clone()
+}
+
+/// The middle line of a PEM private key: what would show if the key leaked into a message.
+fn key_line(leaf: &Leaf) -> String {
+    let lines: Vec<&str> = leaf.key_pem.lines().collect();
+    lines[lines.len() / 2].to_owned()
+}
+
+/// With the state directory's disk full, a Key Vault rotation cannot be recorded, so it is not
+/// served: the install is written to the log before the swap, and the write fails. The gateway
+/// keeps serving the old certificate to a real TLS client, keeps running, and shows the failure:
+/// the refresh answers `failed` (transient) saying the disk is full and to free space, `GET
+/// /listeners` shows the old certificate still serving with that outcome, and a log line says
+/// the disk is full; no private key appears in any of them. Once the space is freed, the next
+/// refresh (or the rotator's own retry) installs the new certificate, and the log, read back with
+/// `gateway audit`, verifies and records exactly one install of it.
+#[test]
+fn a_full_disk_stops_a_rotation_before_the_swap_and_the_next_refresh_after_freeing_space_installs_it(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let Some(disk) = SmallDisk::mount(&state, "4m") else {
+        return;
+    };
+    let vault = TestVault::start();
+    vault.emulator().add_identity(READER, &["get"], &[]);
+    let pki = Pki::new();
+    let backend = EchoBackend::start();
+    let admin = free_loopback_addr();
+    let config = rotation_config(
+        dir.path(),
+        &vault,
+        READER,
+        NO_SCHEDULE,
+        admin,
+        &[ListenerSpec::key_vault("web", &vault.secret_uri("site"))],
+        backend.addr,
+    );
+    let served = |gateway: &Gateway| {
+        let exchange = https_get(gateway.addr("web"), "localhost", &pki.ca_pem, "/probe");
+        assert_eq!(exchange.status(), 200, "{}", exchange.text());
+        exchange.leaf
+    };
+
+    let first = pki.leaf(&["localhost"]);
+    vault.import("site", &first, &pki);
+    let gateway = Gateway::start(&config, &[]);
+    assert_eq!(served(&gateway), first.thumbprint);
+
+    // Key Vault has a new version; the disk holding the state directory is full.
+    let next = big_leaf(&pki);
+    let next_version = vault.import("site", &next, &pki);
+    let filler = disk.fill();
+
+    let outcome = admin_refresh(admin, "web");
+    assert_eq!(outcome["outcome"], "failed", "{outcome}");
+    assert_eq!(outcome["class"], "transient", "{outcome}");
+    let message = outcome["message"].as_str().unwrap();
+    let db = state.join(event_log::DATABASE_FILE);
+    for needle in [
+        &format!("no space left for the event log {}", db.display()),
+        "the file system that holds it is full",
+        "Free space on that file system",
+    ] {
+        assert!(message.contains(needle), "`{needle}` missing in: {message}");
+    }
+
+    // Still served, to a real client, with a request through to the backend.
+    assert_eq!(served(&gateway), first.thumbprint);
+    let view = listener_view(admin, "web");
+    assert_eq!(view["state"], "serving", "{view}");
+    assert_eq!(view["thumbprint"], first.thumbprint.to_string(), "{view}");
+    assert_eq!(view["last_outcome"]["outcome"], "failed", "{view}");
+    assert!(
+        view["last_outcome"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the file system that holds it is full"),
+        "{view}"
+    );
+    let log_lines = gateway.stderr();
+    assert!(
+        log_lines
+            .lines()
+            .any(|line| line.contains("recording the install failed")
+                && line.contains("the file system that holds it is full")),
+        "no log line says the disk is full:\n{log_lines}"
+    );
+    for text in [message, log_lines.as_str()] {
+        assert!(!text.contains(&key_line(&next)), "a private key leaked");
+        assert!(!text.contains(&key_line(&first)), "a private key leaked");
+    }
+
+    // Space again: the next refresh installs the new version. (The rotator retries a transient
+    // failure by itself 30 s later; if that retry came first, the refresh finds it served.)
+    fs::remove_file(filler).unwrap();
+    let outcome = admin_refresh(admin, "web");
+    match outcome["outcome"].as_str() {
+        Some("rotated") => {
+            assert_eq!(outcome["from"], first.thumbprint.to_string(), "{outcome}");
+            assert_eq!(outcome["to"], next.thumbprint.to_string(), "{outcome}");
+        }
+        Some("unchanged") => {
+            assert_eq!(
+                outcome["thumbprint"],
+                next.thumbprint.to_string(),
+                "{outcome}"
+            )
+        }
+        _ => panic!("the refresh after freeing space did not install: {outcome}"),
+    }
+    assert_eq!(served(&gateway), next.thumbprint);
+    assert_eq!(
+        listener_view(admin, "web")["thumbprint"],
+        next.thumbprint.to_string()
+    );
+
+    let (ok, stdout, stderr) = gateway_cli(
+        &["audit", "--state", state.to_str().unwrap(), "--verify"],
+        &[],
+    );
+    assert!(ok, "audit --verify: {stdout}{stderr}");
+    let installs: Vec<Value> = audit_json(&state, &["--kind", "certificate_installed"]);
+    let installed: Vec<&str> = installs
+        .iter()
+        .map(|e| e["thumbprint"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        installed,
+        [first.thumbprint.to_string(), next.thumbprint.to_string()],
+        "exactly one install of each certificate, in order"
+    );
+    assert_eq!(installs[1]["version"], next_version.as_str());
+    assert_eq!(installs[1]["previous"], first.thumbprint.to_string());
+    drop(gateway);
+}
