@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use actix_web::body::{BodyStream, SizedStream};
 use actix_web::error::PayloadError;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use actix_web::http::{Method, StatusCode, Version};
+use actix_web::http::uri::{Authority, PathAndQuery, Scheme};
+use actix_web::http::{Method, StatusCode, Uri, Version};
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::{Stream, StreamExt as _};
@@ -55,6 +56,8 @@ const DISCARD_TIME: Duration = Duration::from_secs(2);
 pub struct BackendAddress {
     /// `host:port`, IPv6 hosts in brackets.
     authority: String,
+    /// The same, parsed once: every request's URL is built from it without parsing text.
+    uri_authority: Authority,
     /// The host, IPv6 in brackets.
     host: String,
     port: u16,
@@ -97,8 +100,11 @@ impl BackendAddress {
             Protocol::Http => 80,
             Protocol::Https => 443,
         });
+        let authority = format!("{host}:{port}");
         Ok(BackendAddress {
-            authority: format!("{host}:{port}"),
+            uri_authority: Authority::try_from(authority.as_str())
+                .map_err(|_| "is not a valid host:port")?,
+            authority,
             host: host.to_owned(),
             port,
         })
@@ -263,14 +269,12 @@ impl BackendPool {
     /// first, then the rest in pool order so a dead member costs one connect attempt, not a
     /// failed request. Empty when every member is out of rotation.
     fn members_for_request(&self) -> Vec<&Member> {
-        let healthy: Vec<&Member> = self.members.iter().filter(|m| m.in_rotation()).collect();
-        if healthy.is_empty() {
-            return healthy;
+        let mut healthy: Vec<&Member> = self.members.iter().filter(|m| m.in_rotation()).collect();
+        if !healthy.is_empty() {
+            let start = self.next.fetch_add(1, Ordering::Relaxed) % healthy.len();
+            healthy.rotate_left(start);
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % healthy.len();
-        let mut ordered = healthy[start..].to_vec();
-        ordered.extend_from_slice(&healthy[..start]);
-        ordered
+        healthy
     }
 
     /// Records a probe of `member`: `unhealthy_threshold` failures in a row take it out of
@@ -306,13 +310,13 @@ impl BackendPool {
     async fn target(
         &self,
         member: &Member,
-        path_and_query: &str,
-    ) -> Result<(String, Option<SocketAddr>), String> {
+        path_and_query: PathAndQuery,
+    ) -> Result<(Uri, Option<SocketAddr>), String> {
         let scheme = match self.protocol {
-            Protocol::Http => "http",
-            Protocol::Https => "https",
+            Protocol::Http => Scheme::HTTP,
+            Protocol::Https => Scheme::HTTPS,
         };
-        match (&self.sni, self.protocol) {
+        let (authority, addr) = match (&self.sni, self.protocol) {
             (Some(sni), Protocol::Https)
                 if !sni.eq_ignore_ascii_case(member.address.bare_host()) =>
             {
@@ -324,22 +328,25 @@ impl BackendPool {
                         .next()
                         .ok_or_else(|| format!("{} has no address", member.address))?,
                 };
-                Ok((
-                    format!("{scheme}://{sni}:{}{path_and_query}", member.address.port),
-                    Some(addr),
-                ))
+                let authority = Authority::try_from(format!("{sni}:{}", member.address.port))
+                    .map_err(|e| format!("sni `{sni}` is not a valid host name: {e}"))?;
+                (authority, Some(addr))
             }
-            _ => Ok((
-                format!("{scheme}://{}{path_and_query}", member.address),
-                None,
-            )),
-        }
+            _ => (member.address.uri_authority.clone(), None),
+        };
+        let mut parts = actix_web::http::uri::Parts::default();
+        parts.scheme = Some(scheme);
+        parts.authority = Some(authority);
+        parts.path_and_query = Some(path_and_query);
+        let uri =
+            Uri::from_parts(parts).map_err(|e| format!("cannot build the backend URL: {e}"))?;
+        Ok((uri, addr))
     }
 
-    /// The `Host` the backend sees, given the client's.
-    fn host_for(&self, member: &Member, client_host: Option<&str>) -> Option<String> {
+    /// The `Host` the backend sees instead of the client's, if the pool says so.
+    fn host_override(&self, member: &Member) -> Option<String> {
         match &self.host {
-            HostPolicy::Client => client_host.map(str::to_owned),
+            HostPolicy::Client => None,
             HostPolicy::Fixed(host) => Some(host.clone()),
             HostPolicy::Backend => {
                 let default_port = match self.protocol {
@@ -386,7 +393,9 @@ impl BackendPool {
 
     /// One probe of `member`: healthy, or why not.
     pub async fn probe_once(&self, member: &Member, probe: &Probe) -> Result<(), String> {
-        let (url, addr) = self.target(member, &probe.path).await?;
+        let path = PathAndQuery::try_from(probe.path.as_str())
+            .map_err(|e| format!("probe path `{}`: {e}", probe.path))?;
+        let (url, addr) = self.target(member, path).await?;
         let client = self.client(member);
         let mut request = client
             .get(url)
@@ -397,7 +406,7 @@ impl BackendPool {
             request = request.address(addr);
         }
         let host = self
-            .host_for(member, None)
+            .host_override(member)
             .unwrap_or_else(|| member.address.to_string());
         request = request.insert_header((header::HOST, host));
         let response = request.send().await.map_err(|e| e.to_string())?;
@@ -559,8 +568,7 @@ async fn forward(
     if is_websocket_upgrade(req) {
         return websocket(req, payload, site, pool, members[0]).await;
     }
-    let client_host = client_host(req);
-    let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let path_and_query = path_and_query(req);
     // Over the limit while streaming: the rest of the body, to discard before answering 413.
     let spilled: Rc<RefCell<Option<web::Payload>>> = Rc::default();
     // The client's body once it has paused for longer than the body timeout.
@@ -568,7 +576,7 @@ async fn forward(
     // A request with a body can be tried on one member only: its stream is consumed by the attempt.
     let mut payload = Some(payload);
     for member in members {
-        let (url, addr) = match pool.target(member, path_and_query).await {
+        let (url, addr) = match pool.target(member, path_and_query.clone()).await {
             Ok(target) => target,
             Err(err) => {
                 warn!(listener = %site.listener, pool = %pool.name, backend = %member.address, error = %err, "backend unreachable");
@@ -576,7 +584,7 @@ async fn forward(
             }
         };
         let mut headers = forwarded_headers(req, site);
-        if let Some(host) = pool.host_for(member, client_host.as_deref()) {
+        if let Some(host) = pool.host_override(member) {
             insert(&mut headers, "host", &host);
         }
         let client = pool.client(member);
@@ -845,12 +853,12 @@ impl RequestBody {
     }
 }
 
-fn client_host(req: &HttpRequest) -> Option<String> {
-    req.headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+/// The request's path and query, as the backend URL takes them.
+fn path_and_query(req: &HttpRequest) -> PathAndQuery {
+    req.uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"))
 }
 
 fn is_websocket_upgrade(req: &HttpRequest) -> bool {
@@ -881,7 +889,7 @@ async fn websocket(
             "400 Bad Request: WebSocket upgrade without Sec-WebSocket-Key\n",
         );
     };
-    let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let path_and_query = path_and_query(req);
     let (url, addr) = match pool.target(member, path_and_query).await {
         Ok(target) => target,
         Err(err) => {
@@ -893,7 +901,7 @@ async fn websocket(
         }
     };
     let mut headers = forwarded_headers(req, site);
-    if let Some(host) = pool.host_for(member, client_host(req).as_deref()) {
+    if let Some(host) = pool.host_override(member) {
         insert(&mut headers, "host", &host);
     }
     for name in [
@@ -1052,7 +1060,11 @@ fn forwarded_headers(req: &HttpRequest, site: &Site) -> HeaderMap {
         };
         insert(&mut headers, "x-forwarded-for", &value);
     }
-    insert(&mut headers, "x-forwarded-proto", &protocol.to_string());
+    let proto = match protocol {
+        Protocol::Http => HeaderValue::from_static("http"),
+        Protocol::Https => HeaderValue::from_static("https"),
+    };
+    headers.insert(HeaderName::from_static("x-forwarded-proto"), proto);
     let host = req
         .headers()
         .get(header::HOST)
@@ -1065,7 +1077,10 @@ fn forwarded_headers(req: &HttpRequest, site: &Site) -> HeaderMap {
         // HTTP/2 carries the host in :authority; the HTTP/1.1 backend needs it as Host.
         insert(&mut headers, "host", &host);
     }
-    insert(&mut headers, "x-forwarded-port", &site.port.to_string());
+    headers.insert(
+        HeaderName::from_static("x-forwarded-port"),
+        HeaderValue::from(site.port),
+    );
     headers
 }
 
@@ -1075,13 +1090,18 @@ fn insert(headers: &mut HeaderMap, name: &'static str, value: &str) {
     }
 }
 
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
+/// The headers a `Connection` header names: hop-by-hop for this message.
+fn named_in_connection(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
         .get_all(header::CONNECTION)
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
+        .collect()
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named = named_in_connection(headers);
     for name in HOP_BY_HOP.iter().chain(&named) {
         headers.remove(name);
     }
@@ -1098,15 +1118,20 @@ where
     S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
 {
     let mut builder = HttpResponse::build(response.status());
-    let mut headers = response.headers().clone();
-    strip_hop_by_hop(&mut headers);
+    let headers = response.headers();
     let length = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    headers.remove(header::CONTENT_LENGTH);
+    let named = named_in_connection(headers);
     for (name, value) in headers.iter() {
-        builder.append_header((name.clone(), value.clone()));
+        let skip = *name == header::CONTENT_LENGTH
+            || *name == header::UPGRADE
+            || HOP_BY_HOP.contains(name)
+            || named.contains(name);
+        if !skip {
+            builder.append_header((name.clone(), value.clone()));
+        }
     }
     let status = response.status();
     if *method == Method::HEAD
