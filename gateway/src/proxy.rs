@@ -381,7 +381,9 @@ impl BackendPool {
                     if let Some(tls) = &self.tls {
                         connector = connector.rustls_0_23(tls.clone());
                     }
+                    // awc follows redirects by default; a proxy passes them to the client.
                     awc::Client::builder()
+                        .disable_redirects()
                         .no_default_headers()
                         .timeout(self.timeout)
                         .connector(connector)

@@ -622,3 +622,65 @@ fn tls_to_the_backend_is_verified_against_the_pools_trusted_ca() {
         .unwrap();
     assert!(stderr.contains("backend unreachable"), "{stderr}");
 }
+
+/// A backend that answers every request with `302 Found` to `/landed`, counting requests.
+fn redirecting_backend(requests: std::sync::Arc<std::sync::atomic::AtomicUsize>) -> SocketAddr {
+    use std::io::BufRead;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let requests = requests.clone();
+            std::thread::spawn(move || {
+                let mut reader = std::io::BufReader::new(stream);
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if line.trim_end().is_empty() {
+                        requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let answer =
+                            "HTTP/1.1 302 Found\r\nlocation: /landed\r\ncontent-length: 0\r\n\r\n";
+                        if reader.get_mut().write_all(answer.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_backend_redirect_reaches_the_client_unfollowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let backend = redirecting_backend(requests.clone());
+    let (listener, _) = pem_listener(
+        dir.path(),
+        &pki,
+        "web",
+        "127.0.0.1:0",
+        &[],
+        &["www.example.com"],
+    );
+    let text = format!(
+        "{STATE}{listener}{}{}",
+        pool("app", &[backend], ""),
+        rule("all", "web", "app", "")
+    );
+    let gateway = start(dir.path(), &text);
+
+    let exchange = https_get(gateway.addr("web"), "www.example.com", &pki.ca_pem, "/old");
+
+    assert_eq!(exchange.status(), 302, "{}", exchange.text());
+    assert_eq!(exchange.header("location").as_deref(), Some("/landed"));
+    assert_eq!(
+        requests.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the gateway followed the backend's redirect itself"
+    );
+}
