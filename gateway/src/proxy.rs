@@ -439,9 +439,7 @@ fn backend_tls(trusted_ca: Option<&[u8]>) -> Result<rustls::ClientConfig, String
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::clone(listener::provider()))
     .with_safe_default_protocol_versions()
     .map_err(|e| e.to_string())?
     .with_root_certificates(roots)

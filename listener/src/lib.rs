@@ -48,11 +48,10 @@ mod resolver;
 mod validate;
 
 pub use client_hello::{peek_server_name, Peeked, MAX_PEEK, UNRECOGNIZED_NAME_ALERT};
-pub use config::{server_config, ALPN_PROTOCOLS};
+pub use config::{provider, server_config, ALPN_PROTOCOLS};
 pub use error::{Rejection, ResolverError, ServerConfigError};
 pub use hostname::covers;
 pub use listener::ListenerCertificate;
 pub use resolver::SniResolver;
 pub use validate::{validate, KeyAlgorithm, ValidatedCertificate};
 
-pub(crate) use config::provider;

@@ -130,7 +130,7 @@ pub enum KeyAlgorithm {
     EcdsaP256,
     /// ECDSA over NIST P-384.
     EcdsaP384,
-    /// ECDSA over NIST P-521 (refused: many clients, and ring, do not do it).
+    /// ECDSA over NIST P-521 (refused: many clients do not do it).
     EcdsaP521,
     /// ECDSA over another named curve, by OID.
     EcdsaOther(String),

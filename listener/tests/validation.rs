@@ -88,15 +88,15 @@ fn a_key_that_is_not_the_leafs_is_rejected() {
 }
 
 #[test]
-fn a_key_ring_cannot_sign_with_is_rejected() {
+fn a_key_the_tls_provider_cannot_sign_with_is_rejected() {
     let ca = Ca::root("Test Root");
     let key = KeyPair::generate().unwrap();
     let leaf = ca.sign(params(&["www.contoso.com"]), &key);
-    // A P-521 private key: the leaf passes the strength check, the key cannot be loaded.
-    let p521_key = data("p521").private_key().clone_key();
+    // An Ed448 private key: the leaf passes the strength check, the key cannot be loaded.
+    let ed448_key = data("ed448").private_key().clone_key();
 
     let rejection = rejected(validate(
-        &with_key(&[&leaf], p521_key),
+        &with_key(&[&leaf], ed448_key),
         &[],
         SystemTime::now(),
     ));

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Regenerates the keys rcgen cannot make with the ring backend (RSA, ECDSA P-521), each as one PEM
+# Regenerates the keys rcgen cannot make with the ring backend (RSA, ECDSA P-521, Ed448), each as one PEM
 # file holding a self-signed leaf certificate (valid for 100 years, basicConstraints CA:FALSE)
 # followed by its PKCS#8 private key. Run from this directory: `sh regenerate.sh`.
 # The tests pin no thumbprint, so regenerating needs no test change.
@@ -19,3 +19,4 @@ make() { # make NAME DNS-NAME KEY-ALGORITHM-OPTIONS...
 make rsa1024 rsa1024.test -newkey rsa:1024
 make rsa2048 rsa2048.test -newkey rsa:2048
 make p521 p521.test -newkey ec -pkeyopt ec_paramgen_curve:P-521
+make ed448 ed448.test -newkey ed448
