@@ -3,7 +3,7 @@
 //! the state directory as it was.
 //!
 //! The full-disk tests mount a small tmpfs, which needs root (CAP_SYS_ADMIN); where that is not
-//! permitted they print `skipped: …` and pass.
+//! permitted they print `skipped: …` and pass; under `CI=true` they fail instead.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -334,16 +334,18 @@ impl SmallDisk {
         {
             Ok(out) if out.status.success() => Some(SmallDisk { mount }),
             Ok(out) => {
-                eprintln!(
+                skip_unless_ci(format!(
                     "skipped: cannot mount a {size} tmpfs on {} ({}); this test needs root \
                      (CAP_SYS_ADMIN)",
                     mount.path().display(),
                     String::from_utf8_lossy(&out.stderr).trim()
-                );
+                ));
                 None
             }
             Err(e) => {
-                eprintln!("skipped: cannot run `mount` ({e}); this test needs root and mount(8)");
+                skip_unless_ci(format!(
+                    "skipped: cannot run `mount` ({e}); this test needs root and mount(8)"
+                ));
                 None
             }
         }
@@ -534,4 +536,10 @@ fn a_first_start_on_a_full_disk_leaves_nothing_half_written() {
     log.append("web", configured("kv://web")).expect("append");
     assert_eq!(log.verify().expect("verify").entries, 1);
     assert_eq!(fs::read(&key_path).expect("read key"), [7; 32]);
+}
+
+/// Prints why a test is skipped; under `CI=true`, where `.ci/run` runs as root, fails instead.
+fn skip_unless_ci(why: String) {
+    assert!(std::env::var_os("CI").is_none(), "{why}");
+    eprintln!("{why}");
 }
