@@ -440,10 +440,10 @@ fn backend_tls(trusted_ca: Option<&[u8]>) -> Result<rustls::ClientConfig, String
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::clone(listener::provider()))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
@@ -595,7 +595,8 @@ async fn forward(
             request = request.address(addr);
         }
         *request.headers_mut() = headers;
-        let mut cut = member.cut.subscribe();
+        // Only a pool with a drain timeout ever cuts requests: the others skip the watch.
+        let mut cut = pool.drain.map(|_| member.cut.subscribe());
         let send = async {
             match body {
                 RequestBody::None => Some(request.send().await),
@@ -616,14 +617,17 @@ async fn forward(
                 }
             }
         };
-        let sent = tokio::select! {
-            sent = send => sent,
-            _ = cut.changed() => {
-                return short(
-                    StatusCode::BAD_GATEWAY,
-                    "502 Bad Gateway: the backend left the rotation and its drain timeout passed\n",
-                );
-            }
+        let sent = match &mut cut {
+            None => send.await,
+            Some(cut) => tokio::select! {
+                sent = send => sent,
+                _ = cut.changed() => {
+                    return short(
+                        StatusCode::BAD_GATEWAY,
+                        "502 Bad Gateway: the backend left the rotation and its drain timeout passed\n",
+                    );
+                }
+            },
         };
         let Some(sent) = sent else { break };
         let rest = stalled.borrow_mut().take();
@@ -1065,17 +1069,18 @@ fn forwarded_headers(req: &HttpRequest, site: &Site) -> HeaderMap {
         Protocol::Https => HeaderValue::from_static("https"),
     };
     headers.insert(HeaderName::from_static("x-forwarded-proto"), proto);
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()));
+    // HTTP/2 carries the host in :authority; the HTTP/1.1 backend needs it as (one) Host.
+    let host = match req.headers().get(header::HOST) {
+        Some(host) => Some(host.clone()),
+        None => req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+    };
     if let Some(host) = host {
-        insert(&mut headers, "x-forwarded-host", &host);
-        insert(&mut headers, "x-original-host", &host);
-        // HTTP/2 carries the host in :authority; the HTTP/1.1 backend needs it as Host.
-        insert(&mut headers, "host", &host);
+        headers.insert(header::HOST, host.clone());
+        headers.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
+        headers.insert(HeaderName::from_static("x-original-host"), host);
     }
     headers.insert(
         HeaderName::from_static("x-forwarded-port"),
