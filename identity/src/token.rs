@@ -64,9 +64,12 @@ impl fmt::Display for AccessToken {
 
 /// RFC 3339 in UTC, or seconds since the epoch if the time is out of `time`'s range.
 pub(crate) fn format_time(t: SystemTime) -> String {
-    let formatted = time::OffsetDateTime::from(t)
-        .replace_nanosecond(0)
+    // Not `OffsetDateTime::from(SystemTime)`: it panics past year 9999.
+    let formatted = t
+        .duration_since(UNIX_EPOCH)
         .ok()
+        .and_then(|d| i64::try_from(d.as_secs()).ok())
+        .and_then(|secs| time::OffsetDateTime::from_unix_timestamp(secs).ok())
         .and_then(|t| {
             t.format(&time::format_description::well_known::Rfc3339)
                 .ok()
@@ -104,6 +107,11 @@ impl NumberOrString {
         }
     }
 }
+
+/// The longest lifetime a token may claim. Entra tokens last hours; an `expires_on` further out is
+/// a unit mistake (milliseconds for seconds) and is not believed, so that such a token is not
+/// cached for ever.
+const MAX_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
 
 fn seconds_from_f64(f: f64) -> Option<u64> {
     (0.0..1e15).contains(&f).then_some(f as u64)
@@ -150,18 +158,24 @@ pub(crate) fn parse_token_response(
             return Err(ParseError(format!("`token_type` is {kind:?}, not Bearer")));
         }
     }
-    let from_expires_on = raw.expires_on.as_ref().and_then(expires_on_time);
+    let latest = now + MAX_LIFETIME;
+    let from_expires_on = raw
+        .expires_on
+        .as_ref()
+        .and_then(expires_on_time)
+        .filter(|t| *t <= latest);
     let from_expires_in = raw
         .expires_in
         .as_ref()
         .and_then(NumberOrString::as_seconds)
-        .and_then(|s| now.checked_add(Duration::from_secs(s)));
+        .and_then(|s| now.checked_add(Duration::from_secs(s)))
+        .filter(|t| *t <= latest);
     let expires_on = match (from_expires_on, from_expires_in) {
         (Some(t), _) | (None, Some(t)) => t,
         (None, None) => {
             let why = match (&raw.expires_on, &raw.expires_in) {
                 (None, None) => "it has neither `expires_on` nor `expires_in`",
-                _ => "its `expires_on`/`expires_in` is neither seconds nor a date",
+                _ => "its `expires_on`/`expires_in` is neither seconds nor a date within a year",
             };
             return Err(ParseError(format!(
                 "cannot tell when the token expires: {why}"
@@ -296,6 +310,39 @@ mod tests {
         check_err(
             r#"{"access_token":"tok","expires_in":1,"token_type":"pop"}"#,
             "not Bearer",
+        );
+    }
+
+    #[test]
+    fn an_expiry_more_than_a_year_away_is_not_believed() {
+        // Found by the `token_response` fuzz target (fuzz/regressions/token_response/): an
+        // `expires_on` in milliseconds is year 49,700, which `time` panicked on when the token was
+        // printed. Now it is not believed: `expires_in` is used, or the response is refused.
+        check(
+            r#"{"access_token":"tok","expires_on":"1506484480273","expires_in":"3599"}"#,
+            NOW + 3599,
+        );
+        check_err(
+            r#"{"access_token":"tok","expires_on":"1506484480273"}"#,
+            "neither seconds nor a date within a year",
+        );
+        check_err(
+            r#"{"access_token":"tok","expires_in":99999999999}"#,
+            "neither seconds nor a date within a year",
+        );
+    }
+
+    #[test]
+    fn any_time_prints_without_panicking() {
+        let far = UNIX_EPOCH + Duration::from_secs(1_506_484_480_273);
+        assert_eq!(format_time(far), "1506484480273 s after the epoch");
+        assert_eq!(
+            format!("{:?}", AccessToken::new("tok", far)),
+            "AccessToken(expires 1506484480273 s after the epoch)"
+        );
+        assert_eq!(
+            format_time(UNIX_EPOCH + Duration::from_secs(NOW)),
+            "2023-11-14T22:13:20Z"
         );
     }
 
