@@ -251,6 +251,68 @@ fn a_full_disk_stops_a_rotation_before_the_swap_and_the_next_refresh_after_freei
     drop(gateway);
 }
 
+/// A restart with the state directory's disk full still serves what the log holds: the restore
+/// changes nothing the log records, so it goes ahead without its `certificate_restored` entry, says
+/// so in a log line, and the gateway reaches ready and answers a real TLS client with the
+/// certificate it served before the restart. The entries already written stay intact.
+#[test]
+fn a_restart_on_a_full_disk_serves_the_certificate_the_log_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let Some(disk) = SmallDisk::mount(&state, "4m") else {
+        return;
+    };
+    let vault = TestVault::start();
+    vault.emulator().add_identity(READER, &["get"], &[]);
+    let pki = Pki::new();
+    let backend = EchoBackend::start();
+    let admin = free_loopback_addr();
+    let config = rotation_config(
+        dir.path(),
+        &vault,
+        READER,
+        NO_SCHEDULE,
+        admin,
+        &[ListenerSpec::key_vault("web", &vault.secret_uri("site"))],
+        backend.addr,
+    );
+    let leaf = pki.leaf(&["localhost"]);
+    vault.import("site", &leaf, &pki);
+    let gateway = Gateway::start(&config, &[]);
+    let before = https_get(gateway.addr("web"), "localhost", &pki.ca_pem, "/");
+    assert_eq!(before.leaf, leaf.thumbprint);
+    gateway.kill();
+
+    let _filler = disk.fill();
+    let gateway = Gateway::start(&config, &[]);
+    let exchange = https_get(
+        gateway.addr("web"),
+        "localhost",
+        &pki.ca_pem,
+        "/after-restart",
+    );
+    assert_eq!(exchange.status(), 200, "{}", exchange.text());
+    assert_eq!(exchange.leaf, leaf.thumbprint);
+    let log_lines = gateway.stderr();
+    assert!(
+        log_lines.lines().any(|line| line
+            .contains("serving the certificate from the event log without recording its restore")
+            && line.contains("the file system that holds it is full")),
+        "no log line says the restore went unrecorded for a full disk:\n{log_lines}"
+    );
+    assert!(
+        !log_lines.contains(&key_line(&leaf)),
+        "a private key leaked"
+    );
+    drop(gateway);
+
+    let (ok, stdout, stderr) = gateway_cli(
+        &["audit", "--state", state.to_str().unwrap(), "--verify"],
+        &[],
+    );
+    assert!(ok, "audit --verify: {stdout}{stderr}");
+}
+
 /// Prints why a test is skipped; under `CI=true`, where `.ci/run` runs as root, fails instead.
 fn skip_unless_ci(why: String) {
     assert!(std::env::var_os("CI").is_none(), "{why}");

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use actix::fut::WrapFuture;
 use actix::{Actor, AtomicResponse, Context, Handler, Recipient};
-use event_log::{Event, Trigger};
+use event_log::{Event, EventLogError, Trigger};
 use listener::ListenerCertificate;
 use tracing::{info, warn};
 
@@ -164,7 +164,7 @@ impl Handler<Restore> for ListenersActor {
                 match listener::validate(&bundle, slot.hostnames(), SystemTime::now()) {
                     Ok(validated) => {
                         slot.install(validated);
-                        append
+                        let recorded = append
                             .send(Append {
                                 listener: msg.listener.clone(),
                                 event: Event::CertificateRestored {
@@ -172,7 +172,16 @@ impl Handler<Restore> for ListenersActor {
                                     version: installed.version.clone(),
                                 },
                             })
-                            .await??;
+                            .await?;
+                        match recorded {
+                            Ok(_) => {}
+                            // The restore changes nothing the log holds: a full disk must not
+                            // keep the gateway from serving what the log says it served.
+                            Err(error @ EventLogError::StorageFull { .. }) => {
+                                warn!(listener = %msg.listener, %thumbprint, %error, "serving the certificate from the event log without recording its restore");
+                            }
+                            Err(error) => return Err(error.into()),
+                        }
                         info!(listener = %msg.listener, %thumbprint, "certificate restored from the event log");
                         Ok(Some(thumbprint))
                     }
