@@ -93,6 +93,51 @@ impl Drop for SmallDisk {
     }
 }
 
+/// A Key Vault listener `web` (secret `site`, no schedule) with its state directory on a 4 MiB
+/// tmpfs, an admin API and an echo backend; `None` where the tmpfs cannot be mounted.
+struct Setup {
+    state: PathBuf,
+    // Dropped before `_dir`: unmounts first.
+    disk: SmallDisk,
+    vault: TestVault,
+    pki: Pki,
+    admin: SocketAddr,
+    config: PathBuf,
+    _backend: EchoBackend,
+    _dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new() -> Option<Setup> {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let disk = SmallDisk::mount(&state, "4m")?;
+        let vault = TestVault::start();
+        vault.emulator().add_identity(READER, &["get"], &[]);
+        let backend = EchoBackend::start();
+        let admin = free_loopback_addr();
+        let config = rotation_config(
+            dir.path(),
+            &vault,
+            READER,
+            NO_SCHEDULE,
+            admin,
+            &[ListenerSpec::key_vault("web", &vault.secret_uri("site"))],
+            backend.addr,
+        );
+        Some(Setup {
+            state,
+            disk,
+            vault,
+            pki: Pki::new(),
+            admin,
+            config,
+            _backend: backend,
+            _dir: dir,
+        })
+    }
+}
+
 /// A leaf for `localhost` with 400 more names: its chain (about 10 KiB) needs fresh pages in the
 /// database file to be recorded. A small event can fit in pages that earlier commits freed, which
 /// a full disk does not stop; this install cannot.
@@ -133,25 +178,18 @@ fn key_line(leaf: &Leaf) -> String {
 #[test]
 fn a_full_disk_stops_a_rotation_before_the_swap_and_the_next_refresh_after_freeing_space_installs_it(
 ) {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let Some(disk) = SmallDisk::mount(&state, "4m") else {
+    let Some(setup) = Setup::new() else {
         return;
     };
-    let vault = TestVault::start();
-    vault.emulator().add_identity(READER, &["get"], &[]);
-    let pki = Pki::new();
-    let backend = EchoBackend::start();
-    let admin = free_loopback_addr();
-    let config = rotation_config(
-        dir.path(),
-        &vault,
-        READER,
-        NO_SCHEDULE,
-        admin,
-        &[ListenerSpec::key_vault("web", &vault.secret_uri("site"))],
-        backend.addr,
-    );
+    let Setup {
+        state,
+        disk,
+        vault,
+        pki,
+        config,
+        ..
+    } = &setup;
+    let admin = setup.admin;
     let served = |gateway: &Gateway| {
         let exchange = https_get(gateway.addr("web"), "localhost", &pki.ca_pem, "/probe");
         assert_eq!(exchange.status(), 200, "{}", exchange.text());
@@ -257,25 +295,17 @@ fn a_full_disk_stops_a_rotation_before_the_swap_and_the_next_refresh_after_freei
 /// certificate it served before the restart. The entries already written stay intact.
 #[test]
 fn a_restart_on_a_full_disk_serves_the_certificate_the_log_holds() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let Some(disk) = SmallDisk::mount(&state, "4m") else {
+    let Some(setup) = Setup::new() else {
         return;
     };
-    let vault = TestVault::start();
-    vault.emulator().add_identity(READER, &["get"], &[]);
-    let pki = Pki::new();
-    let backend = EchoBackend::start();
-    let admin = free_loopback_addr();
-    let config = rotation_config(
-        dir.path(),
-        &vault,
-        READER,
-        NO_SCHEDULE,
-        admin,
-        &[ListenerSpec::key_vault("web", &vault.secret_uri("site"))],
-        backend.addr,
-    );
+    let Setup {
+        state,
+        disk,
+        vault,
+        pki,
+        config,
+        ..
+    } = &setup;
     let leaf = pki.leaf(&["localhost"]);
     vault.import("site", &leaf, &pki);
     let gateway = Gateway::start(&config, &[]);
