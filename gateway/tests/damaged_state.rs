@@ -187,9 +187,9 @@ fn a_full_disk_stops_a_rotation_before_the_swap_and_the_next_refresh_after_freei
         vault,
         pki,
         config,
+        admin,
         ..
-    } = &setup;
-    let admin = setup.admin;
+    } = setup;
     let served = |gateway: &Gateway| {
         let exchange = https_get(gateway.addr("web"), "localhost", &pki.ca_pem, "/probe");
         assert_eq!(exchange.status(), 200, "{}", exchange.text());
@@ -305,7 +305,7 @@ fn a_restart_on_a_full_disk_serves_the_certificate_the_log_holds() {
         pki,
         config,
         ..
-    } = &setup;
+    } = setup;
     let leaf = pki.leaf(&["localhost"]);
     vault.import("site", &leaf, &pki);
     let gateway = Gateway::start(&config, &[]);
