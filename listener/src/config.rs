@@ -43,6 +43,7 @@ pub fn server_config(resolver: Arc<SniResolver>) -> Result<ServerConfig, ServerC
         .with_cert_resolver(resolver);
     config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
     config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
-    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(ServerConfigError::Ticketer)?;
+    config.ticketer =
+        rustls::crypto::aws_lc_rs::Ticketer::new().map_err(ServerConfigError::Ticketer)?;
     Ok(config)
 }

@@ -54,4 +54,3 @@ pub use hostname::covers;
 pub use listener::ListenerCertificate;
 pub use resolver::SniResolver;
 pub use validate::{validate, KeyAlgorithm, ValidatedCertificate};
-
