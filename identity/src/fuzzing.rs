@@ -46,9 +46,9 @@ pub fn token_response(data: &[u8]) {
 }
 
 /// The body's `access_token` string, when it is long enough that finding it elsewhere is no
-/// coincidence.
+/// coincidence (real tokens are JWTs of a thousand characters or more).
 fn access_token_in(body: &[u8]) -> Option<String> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
     let token = value.get("access_token")?.as_str()?;
-    (token.len() >= 12).then(|| token.to_owned())
+    (token.len() >= 32).then(|| token.to_owned())
 }

@@ -155,7 +155,16 @@ pub(crate) fn parse_token_response(
     };
     if let Some(kind) = &raw.token_type {
         if !kind.eq_ignore_ascii_case("bearer") {
-            return Err(ParseError(format!("`token_type` is {kind:?}, not Bearer")));
+            // Named when it is short, as real token types are (`pop`, `mtls_pop`): a long value
+            // could be anything the endpoint sent, a token among them.
+            return Err(ParseError(if kind.len() <= 20 {
+                format!("`token_type` is {kind:?}, not Bearer")
+            } else {
+                format!(
+                    "`token_type` is not Bearer (a {}-character value)",
+                    kind.len()
+                )
+            }));
         }
     }
     let latest = now + MAX_LIFETIME;
@@ -299,6 +308,15 @@ mod tests {
             r#"{"access_token":"tok","expires_on":"6/20/2019 4:57:58 +02:00"}"#,
             1_560_999_478,
         );
+    }
+
+    #[test]
+    fn a_long_token_type_is_not_echoed() {
+        // Found by the `token_response` fuzz target: the token type was quoted in full.
+        let long = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.x";
+        let body = format!(r#"{{"access_token":"{long}","token_type":"{long}","expires_in":1}}"#);
+        let err = parse_token_response(body.as_bytes(), now()).unwrap_err();
+        assert_eq!(err.0, "`token_type` is not Bearer (a 38-character value)");
     }
 
     #[test]
