@@ -416,7 +416,7 @@ async fn bind_all(
             .map(|l| format!("`{}`", l.name))
             .collect::<Vec<_>>()
             .join(", ");
-        let socket = std::net::TcpListener::bind(bind)
+        let socket = bind_listener(bind)
             .with_context(|| format!("listeners {names}: cannot bind {bind}"))?;
         let addr = socket.local_addr()?;
         for site in &mut sites {
@@ -584,4 +584,23 @@ fn listener_rules(
         bail!("listener `{}` has no rule", listener.name);
     }
     Ok(rules)
+}
+
+/// How many connections may wait to be accepted; the kernel caps it at `net.core.somaxconn`.
+/// std's `TcpListener::bind` asks for 128, and a burst of new connections beyond that loses SYNs
+/// that clients only send again a second later (nginx's default is 511; HAProxy's, maxconn).
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Binds `addr` as std's `TcpListener::bind` does, but with [`LISTEN_BACKLOG`].
+fn bind_listener(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    // As std does on Unix: a restart may bind while old connections are in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
 }
