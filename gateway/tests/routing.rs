@@ -684,3 +684,58 @@ fn a_backend_redirect_reaches_the_client_unfollowed() {
         "the gateway followed the backend's redirect itself"
     );
 }
+
+/// The `Date` the backend sees on a forwarded request, as seconds since the epoch.
+fn forwarded_date(addr: SocketAddr, ca: &str) -> i64 {
+    let (_, _, body) = get(addr, "localhost", ca, "/");
+    let date = body
+        .lines()
+        .find_map(|line| line.strip_prefix("date: "))
+        .unwrap_or_else(|| panic!("the backend got no date header: {body}"));
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    time::PrimitiveDateTime::parse(date, &format)
+        .unwrap_or_else(|e| panic!("date `{date}`: {e}"))
+        .assume_utc()
+        .unix_timestamp()
+}
+
+/// The backend client shares one date per worker thread instead of building one per request
+/// (vendor/README.md); the date it sends must still be the current one, request after request.
+#[test]
+fn forwarded_requests_carry_the_current_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    let app = EchoBackend::start();
+    let (web, _) = pem_listener(
+        dir.path(),
+        &pki,
+        "web",
+        "127.0.0.1:0",
+        &["localhost"],
+        &["localhost"],
+    );
+    let text = format!(
+        "{STATE}{web}{}{}",
+        pool("app", &[app.addr], ""),
+        rule("all", "web", "app", "")
+    );
+    let gateway = start(dir.path(), &text);
+    let addr = gateway.addr("web");
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    let first = forwarded_date(addr, &pki.ca_pem);
+    assert!((first - now()).abs() <= 2, "date {first}, now {}", now());
+    std::thread::sleep(Duration::from_millis(2100));
+    let later = forwarded_date(addr, &pki.ca_pem);
+    assert!(
+        later >= first + 2,
+        "the date did not move on: {first} then {later}"
+    );
+    assert!((later - now()).abs() <= 2, "date {later}, now {}", now());
+}
