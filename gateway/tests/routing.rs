@@ -193,6 +193,7 @@ fn path_rules_route_by_longest_match_and_pools_set_the_host_header() {
     assert!(body.contains(&format!("host: {}\n", v2.addr)), "{body}");
     let (_, _, body) = get(addr, "localhost", ca, "/");
     assert!(body.contains("host: localhost\n"), "{body}");
+    assert!(body.contains("x-forwarded-for: 127.0.0.1\n"), "{body}");
 
     let exchange = https_get(addr, "localhost", ca, "/old/page?q=1");
     assert_eq!(exchange.status(), 302);
