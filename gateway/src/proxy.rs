@@ -3,7 +3,6 @@
 //! and `X-Forwarded-*` added, WebSocket upgrades tunnelled, and end-to-end TLS to https backends.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -367,13 +366,16 @@ impl BackendPool {
     /// share one).
     pub fn client(&self, member: &Member) -> awc::Client {
         thread_local! {
-            static CLIENTS: RefCell<HashMap<usize, awc::Client>> = RefCell::new(HashMap::new());
+            // By member id: ids are handed out densely from 0.
+            static CLIENTS: RefCell<Vec<Option<awc::Client>>> = const { RefCell::new(Vec::new()) };
         }
         CLIENTS.with(|clients| {
-            clients
-                .borrow_mut()
-                .entry(member.id)
-                .or_insert_with(|| {
+            let mut clients = clients.borrow_mut();
+            if clients.len() <= member.id {
+                clients.resize(member.id + 1, None);
+            }
+            clients[member.id]
+                .get_or_insert_with(|| {
                     let mut connector = awc::Connector::new()
                         .timeout(Duration::from_secs(5))
                         .conn_keep_alive(Duration::from_secs(30))
