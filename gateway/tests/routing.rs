@@ -56,6 +56,24 @@ fn rule(name: &str, listener: &str, pool: &str, extra: &str) -> String {
     format!("\n[[rule]]\nname = \"{name}\"\nlistener = \"{listener}\"\nbackend_pool = \"{pool}\"\n{extra}\n")
 }
 
+/// A gateway with one HTTPS listener, `web`, for `localhost`, sending every request to `backend`.
+fn localhost_to(dir: &Path, pki: &Pki, backend: SocketAddr) -> Gateway {
+    let (web, _) = pem_listener(
+        dir,
+        pki,
+        "web",
+        "127.0.0.1:0",
+        &["localhost"],
+        &["localhost"],
+    );
+    let text = format!(
+        "{STATE}{web}{}{}",
+        pool("app", &[backend], ""),
+        rule("all", "web", "app", "")
+    );
+    start(dir, &text)
+}
+
 fn start(dir: &Path, text: &str) -> Gateway {
     let config = dir.join("gateway.toml");
     std::fs::write(&config, text).unwrap();
@@ -392,20 +410,7 @@ fn websocket_upgrades_are_tunnelled_to_the_backend() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new();
     let backend = WsEchoBackend::start();
-    let (web, _) = pem_listener(
-        dir.path(),
-        &pki,
-        "web",
-        "127.0.0.1:0",
-        &["localhost"],
-        &["localhost"],
-    );
-    let text = format!(
-        "{STATE}{web}{}{}",
-        pool("ws", &[backend.addr], ""),
-        rule("all", "web", "ws", "")
-    );
-    let gateway = start(dir.path(), &text);
+    let gateway = localhost_to(dir.path(), &pki, backend.addr);
 
     let mut tls = tls_stream(gateway.addr("web"), "localhost", &pki.ca_pem);
     let key = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -504,20 +509,7 @@ fn http2_with_curl_and_h2load() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new();
     let backend = EchoBackend::start();
-    let (web, _) = pem_listener(
-        dir.path(),
-        &pki,
-        "web",
-        "127.0.0.1:0",
-        &["localhost"],
-        &["localhost"],
-    );
-    let text = format!(
-        "{STATE}{web}{}{}",
-        pool("app", &[backend.addr], ""),
-        rule("all", "web", "app", "")
-    );
-    let gateway = start(dir.path(), &text);
+    let gateway = localhost_to(dir.path(), &pki, backend.addr);
     let port = gateway.addr("web").port();
     let ca = write(dir.path(), "ca.pem", &pki.ca_pem);
 
@@ -709,20 +701,7 @@ fn forwarded_requests_carry_the_current_date() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new();
     let app = EchoBackend::start();
-    let (web, _) = pem_listener(
-        dir.path(),
-        &pki,
-        "web",
-        "127.0.0.1:0",
-        &["localhost"],
-        &["localhost"],
-    );
-    let text = format!(
-        "{STATE}{web}{}{}",
-        pool("app", &[app.addr], ""),
-        rule("all", "web", "app", "")
-    );
-    let gateway = start(dir.path(), &text);
+    let gateway = localhost_to(dir.path(), &pki, app.addr);
     let addr = gateway.addr("web");
     let now = || {
         std::time::SystemTime::now()

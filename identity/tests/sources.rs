@@ -61,15 +61,20 @@ async fn imds_numbers_sent_as_strings_give_the_expiry() {
 
 #[tokio::test]
 async fn numbers_sent_as_numbers_are_read_too() {
+    // An `expires_on` that `expires_in` would not give, so the test tells which was read.
+    let expires_on = unix_now() + 3000;
     let server = TokenServer::always(Reply::json(
         200,
-        r#"{"access_token":"t","expires_in":3599,"expires_on":1900000000,"not_before":1899996400,"token_type":"Bearer"}"#,
+        &format!(
+            r#"{{"access_token":"t","expires_in":3599,"expires_on":{expires_on},"not_before":{},"token_type":"Bearer"}}"#,
+            expires_on - 3600
+        ),
     ))
     .await;
 
     let token = imds(&server).fetch(KEY_VAULT_SCOPE).await.unwrap();
 
-    assert_eq!(unix(token.expires_on()), 1_900_000_000);
+    assert_eq!(unix(token.expires_on()), expires_on);
 }
 
 #[tokio::test]
@@ -123,9 +128,12 @@ async fn imds_accepts_a_bare_resource_as_the_scope() {
 
 #[tokio::test]
 async fn app_service_sends_the_identity_header_and_its_own_api_version() {
+    let expires_on = unix_now() + 3000;
     let server = TokenServer::always(Reply::json(
         200,
-        r#"{"access_token":"app-token","expires_on":"1900000000","resource":"https://vault.azure.net","token_type":"Bearer","client_id":"c"}"#,
+        &format!(
+            r#"{{"access_token":"app-token","expires_on":"{expires_on}","resource":"https://vault.azure.net","token_type":"Bearer","client_id":"c"}}"#
+        ),
     ))
     .await;
     let env = |name: &str| match name {
@@ -155,7 +163,7 @@ async fn app_service_sends_the_identity_header_and_its_own_api_version() {
     );
     assert_eq!(request.header("metadata"), None);
     assert_eq!(token.secret(), "app-token");
-    assert_eq!(unix(token.expires_on()), 1_900_000_000);
+    assert_eq!(unix(token.expires_on()), expires_on);
 }
 
 #[tokio::test]
