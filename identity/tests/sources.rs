@@ -65,7 +65,7 @@ async fn numbers_sent_as_numbers_are_read_too() {
     let expires_on = unix_now() + 3000;
     let server = TokenServer::always(Reply::json(
         200,
-        &format!(
+        format!(
             r#"{{"access_token":"t","expires_in":3599,"expires_on":{expires_on},"not_before":{},"token_type":"Bearer"}}"#,
             expires_on - 3600
         ),
@@ -131,7 +131,7 @@ async fn app_service_sends_the_identity_header_and_its_own_api_version() {
     let expires_on = unix_now() + 3000;
     let server = TokenServer::always(Reply::json(
         200,
-        &format!(
+        format!(
             r#"{{"access_token":"app-token","expires_on":"{expires_on}","resource":"https://vault.azure.net","token_type":"Bearer","client_id":"c"}}"#
         ),
     ))
