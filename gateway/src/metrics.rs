@@ -90,9 +90,15 @@ impl BackendHealth {
         }
     }
 
+    /// Called on every proxied request: it writes only on a change, because a store to a line that
+    /// both workers read would bounce that cache line between them per request.
     pub fn set(&self, up: bool) {
-        self.up.store(up, Ordering::Relaxed);
-        self.known.store(true, Ordering::Relaxed);
+        if self.up.load(Ordering::Relaxed) != up {
+            self.up.store(up, Ordering::Relaxed);
+        }
+        if !self.known.load(Ordering::Relaxed) {
+            self.known.store(true, Ordering::Relaxed);
+        }
     }
 }
 

@@ -269,7 +269,8 @@ impl BackendPool {
     /// failed request. Empty when every member is out of rotation.
     fn members_for_request(&self) -> Vec<&Member> {
         let mut healthy: Vec<&Member> = self.members.iter().filter(|m| m.in_rotation()).collect();
-        if !healthy.is_empty() {
+        // One member needs no turn-taking (and no write to the counter both workers share).
+        if healthy.len() > 1 {
             let start = self.next.fetch_add(1, Ordering::Relaxed) % healthy.len();
             healthy.rotate_left(start);
         }
