@@ -414,13 +414,19 @@ impl Bench {
 
             // A: HTTPS keep-alive HTTP/1.1, closed loop.
             let mut rps = Vec::new();
+            let mut cpu_per_request = Vec::new();
             let mut errors = 0.0;
             for rep in 0..reps {
+                let cpu_before = cpu_micros(server, pid);
                 let out = self.tool(
                     &format!("A-{}-{rep}", server.name()),
                     "wrk",
                     &["-t1", "-c64", &format!("-d{duration}s"), "--latency", URL].map(String::from),
                 )?;
+                let cpu = cpu_micros(server, pid).zip(cpu_before).map(|(a, b)| a - b);
+                if let (Some(cpu), Some(requests)) = (cpu, wrk_requests(&out)) {
+                    cpu_per_request.push(cpu as f64 / requests);
+                }
                 rps.extend(parse_after(&out, "Requests/sec:"));
                 errors += wrk_errors(&out);
             }
@@ -431,6 +437,14 @@ impl Bench {
                 true,
                 server,
                 median(rps),
+            );
+            self.record(
+                "A. HTTP/1.1 keep-alive (wrk -c64)",
+                "server CPU per request",
+                "µs",
+                false,
+                server,
+                median(cpu_per_request),
             );
             self.record(
                 "A. HTTP/1.1 keep-alive (wrk -c64)",
@@ -542,14 +556,20 @@ impl Bench {
             // C: full handshakes, one request per new connection, ECDSA and RSA.
             for key in [Key::Ecdsa, Key::Rsa] {
                 let child = self.start(server, key, None)?;
+                let pid = child.id();
                 let mut rps = Vec::new();
+                let mut cpu_per_connection = Vec::new();
                 let mut failed = 0.0;
                 for rep in 0..reps {
+                    let cpu_before = cpu_micros(server, pid);
                     let out = self.tool(
                         &format!("C-{}-{}-{rep}", server.name(), key.name()),
                         "h2load",
                         &["--h1", "-t1", "-c2000", "-n2000", URL].map(String::from),
                     )?;
+                    if let (Some(after), Some(before)) = (cpu_micros(server, pid), cpu_before) {
+                        cpu_per_connection.push((after - before) as f64 / 2000.0);
+                    }
                     rps.extend(h2load_rps(&out));
                     failed += h2load_failed(&out);
                 }
@@ -564,6 +584,14 @@ impl Bench {
                     true,
                     server,
                     median(rps),
+                );
+                self.record(
+                    &scenario,
+                    "server CPU per connection",
+                    "µs",
+                    false,
+                    server,
+                    median(cpu_per_connection),
                 );
                 self.record(
                     &scenario,
@@ -672,7 +700,7 @@ impl Bench {
             out,
             "Machine: {} cores, {cpu}. One server at a time on {LISTEN}, backend nginx (1 worker, ~100 B) on {BACKEND}, \
              the same self-signed certificate, 2 workers/threads each, access logs off, upstream keep-alive, TLS 1.2+1.3 with \
-             each server's default suite order (the OpenSSL clients pick the suite). Each figure is the median of {} run(s) of {} s. \
+             each server's default suite order (the OpenSSL clients pick the suite). Server CPU is user + system time from `/proc/PID/stat` (nginx: master and workers) over the run. Each figure is the median of {} run(s) of {} s. \
              Raw tool output is in `raw/`.\n",
             std::thread::available_parallelism().map_or(0, |n| n.get()),
             self.options.reps,
@@ -730,6 +758,16 @@ fn parse_after(text: &str, label: &str) -> Vec<f64> {
         .filter_map(|l| l.trim().strip_prefix(label))
         .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
         .collect()
+}
+
+/// How many requests wrk completed: "N requests in 8.00s, …".
+fn wrk_requests(text: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.contains(" requests in "))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Socket errors plus non-2xx responses, from wrk's summary.
@@ -791,6 +829,37 @@ fn latency_percentiles(log: &Path) -> (Option<f64>, Option<f64>) {
 }
 
 /// The resident memory of the server: the process and, for nginx, its workers.
+/// The server's processes: `pid`, and for nginx the workers its master started.
+fn server_pids(server: Server, pid: u32) -> Vec<u32> {
+    let mut pids = vec![pid];
+    if server == Server::Nginx {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return pids;
+        };
+        for entry in entries.flatten() {
+            let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            if stat_fields(child).and_then(|f| f.get(1)?.parse::<u32>().ok()) == Some(pid) {
+                pids.push(child);
+            }
+        }
+    }
+    pids
+}
+
+/// The fields of `/proc/PID/stat` after the command name: state, ppid, … (`man 5 proc`, from 3).
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(
+        stat.rsplit(')')
+            .next()?
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
 fn rss_kib(server: Server, pid: u32) -> Option<u64> {
     let rss = |pid: u32| -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -802,28 +871,20 @@ fn rss_kib(server: Server, pid: u32) -> Option<u64> {
             .parse()
             .ok()
     };
-    let mut total = rss(pid)?;
-    if server == Server::Nginx {
-        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-            let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let parent = std::fs::read_to_string(format!("/proc/{child}/stat"))
-                .ok()
-                .and_then(|s| {
-                    s.rsplit(')')
-                        .next()?
-                        .split_whitespace()
-                        .nth(1)?
-                        .parse::<u32>()
-                        .ok()
-                });
-            if parent == Some(pid) {
-                total += rss(child).unwrap_or(0);
-            }
-        }
+    Some(server_pids(server, pid).into_iter().filter_map(rss).sum())
+}
+
+/// User plus system CPU time the server's processes have used so far, in microseconds.
+fn cpu_micros(server: Server, pid: u32) -> Option<u64> {
+    // /proc counts in USER_HZ, which is 100 on Linux whatever the kernel's own tick rate.
+    const MICROS_PER_TICK: u64 = 10_000;
+    let mut ticks = 0;
+    for pid in server_pids(server, pid) {
+        let fields = stat_fields(pid)?;
+        // utime and stime are fields 14 and 15, 12 and 13 here.
+        ticks += fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     }
-    Some(total)
+    Some(ticks * MICROS_PER_TICK)
 }
 
 /// Opens up to `count` TLS connections to the server and keeps them idle.
@@ -1079,7 +1140,8 @@ mod tests {
 
     #[test]
     fn tool_summaries_are_read() {
-        let wrk = "Requests/sec:  12345.67\nTransfer/sec: 1MB\n  Socket errors: connect 0, read 3, write 0, timeout 2\n  Non-2xx or 3xx responses: 4\n";
+        let wrk = "  98765 requests in 8.00s, 20.1MB read\nRequests/sec:  12345.67\nTransfer/sec: 1MB\n  Socket errors: connect 0, read 3, write 0, timeout 2\n  Non-2xx or 3xx responses: 4\n";
+        assert_eq!(wrk_requests(wrk), Some(98765.0));
         assert_eq!(parse_after(wrk, "Requests/sec:"), vec![12345.67]);
         assert_eq!(wrk_errors(wrk), 9.0);
         let h2load = "finished in 10.00s, 2345.50 req/s, 1.2MB/s\nrequests: 2000 total, 2000 started, 2000 done, 1998 succeeded, 2 failed, 1 errored, 0 timeout\n";
@@ -1087,5 +1149,21 @@ mod tests {
         assert_eq!(h2load_failed(h2load), 3.0);
         assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(vec![]), None);
+    }
+
+    #[test]
+    fn cpu_time_is_read_from_proc() {
+        let me = std::process::id();
+        let before = cpu_micros(Server::Gateway, me).expect("this process's /proc/PID/stat");
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < std::time::Duration::from_millis(50) {
+            std::hint::black_box(0u64);
+        }
+        let after = cpu_micros(Server::Gateway, me).unwrap();
+        assert!(
+            after > before,
+            "50 ms of spinning shows up: {before} then {after}"
+        );
+        assert_eq!(server_pids(Server::Gateway, me), vec![me]);
     }
 }
