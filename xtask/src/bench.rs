@@ -742,7 +742,7 @@ impl Bench {
                 ratio(values[2])
             );
         }
-        let _ = writeln!(out, "\nRatios above 1.0× favour the gateway (for latency, memory and errors the inverse is taken).");
+        let _ = writeln!(out, "\nRatios above 1.0× favour the gateway (for latency, CPU, memory and errors the inverse is taken).");
         out
     }
 }
