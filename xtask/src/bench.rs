@@ -66,6 +66,8 @@ struct Bench {
     dir: PathBuf,
     options: Options,
     rows: Vec<Row>,
+    /// What each server negotiated with h2load in C, as h2load printed it, for the report.
+    negotiated: Vec<String>,
 }
 
 /// One figure of one scenario, for each server in `Server::ALL` order.
@@ -103,6 +105,7 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
         dir,
         options,
         rows: Vec::new(),
+        negotiated: Vec::new(),
     };
     bench.prepare()?;
     let backend = bench.start_backend()?;
@@ -333,7 +336,10 @@ impl Bench {
                 std::fs::write(
                     &conf,
                     format!(
+                        // HAProxy picks TLS 1.3 suites in its own order, where AES-256 comes first;
+                        // nginx and the gateway follow the client, whose first is AES-128.
                         "global\n  nbthread 2\n  maxconn 9000\n  stats socket {sock} level admin\n  ssl-default-bind-options ssl-min-ver TLSv1.2\n\
+                         ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256\n\
                          defaults\n  mode http\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
                          frontend fe\n  bind {LISTEN} ssl crt {combined} alpn h2,http/1.1\n  default_backend be\n\
                          backend be\n  http-reuse always\n  server s1 {BACKEND}\n",
@@ -570,6 +576,14 @@ impl Bench {
                     if let (Some(after), Some(before)) = (cpu_micros(server, pid), cpu_before) {
                         cpu_per_connection.push((after - before) as f64 / 2000.0);
                     }
+                    if rep == 0 {
+                        self.negotiated.push(format!(
+                            "{} ({}): {}",
+                            server.name(),
+                            key.name(),
+                            h2load_tls(&out)
+                        ));
+                    }
                     rps.extend(h2load_rps(&out));
                     failed += h2load_failed(&out);
                 }
@@ -699,13 +713,20 @@ impl Bench {
         let _ = writeln!(
             out,
             "Machine: {} cores, {cpu}. One server at a time on {LISTEN}, backend nginx (1 worker, ~100 B) on {BACKEND}, \
-             the same self-signed certificate, 2 workers/threads each, access logs off, upstream keep-alive, TLS 1.2+1.3 with \
-             each server's default suite order (the OpenSSL clients pick the suite). Server CPU is user + system time from `/proc/PID/stat` (nginx: master and workers) over the run. Each figure is the median of {} run(s) of {} s. \
+             the same self-signed certificate, 2 workers/threads each, access logs off, upstream keep-alive, TLS 1.2+1.3 enabled \
+             with TLS_AES_128_GCM_SHA256 as the first choice everywhere (nginx and the gateway follow the client's order; HAProxy is told). Server CPU is user + system time from `/proc/PID/stat` (nginx: master and workers) over the run. Each figure is the median of {} run(s) of {} s. \
              Raw tool output is in `raw/`.\n",
             std::thread::available_parallelism().map_or(0, |n| n.get()),
             self.options.reps,
             self.options.duration
         );
+        if !self.negotiated.is_empty() {
+            let _ = writeln!(
+                out,
+                "Negotiated with h2load in C: {}.\n",
+                self.negotiated.join("; ")
+            );
+        }
         let _ = writeln!(
             out,
             "| scenario | figure | gateway | nginx | HAProxy | gateway/nginx | gateway/HAProxy |"
@@ -758,6 +779,23 @@ fn parse_after(text: &str, label: &str) -> Vec<f64> {
         .filter_map(|l| l.trim().strip_prefix(label))
         .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
         .collect()
+}
+
+/// The protocol, suite and key exchange h2load reports, e.g. "TLSv1.3 TLS_AES_128_GCM_SHA256 X25519".
+fn h2load_tls(text: &str) -> String {
+    let field = |label: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or("?")
+            .to_owned()
+    };
+    format!(
+        "{} {} {}",
+        field("TLS Protocol:"),
+        field("Cipher:"),
+        field("Server Temp Key:")
+    )
 }
 
 /// How many requests wrk completed: "N requests in 8.00s, …".
@@ -1147,6 +1185,9 @@ mod tests {
         let h2load = "finished in 10.00s, 2345.50 req/s, 1.2MB/s\nrequests: 2000 total, 2000 started, 2000 done, 1998 succeeded, 2 failed, 1 errored, 0 timeout\n";
         assert_eq!(h2load_rps(h2load), vec![2345.5]);
         assert_eq!(h2load_failed(h2load), 3.0);
+        let tls = "TLS Protocol: TLSv1.3\nCipher: TLS_AES_128_GCM_SHA256\nServer Temp Key: X25519 253 bits\nApplication protocol: http/1.1\n";
+        assert_eq!(h2load_tls(tls), "TLSv1.3 TLS_AES_128_GCM_SHA256 X25519");
+        assert_eq!(h2load_tls(""), "? ? ?");
         assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(vec![]), None);
     }
