@@ -490,41 +490,40 @@ impl Bench {
             );
 
             // D: latency at a fixed rate below saturation (1,000 req/s over 20 connections).
-            let log = self.path(&format!("D-{}.log", server.name()));
-            let _ = self.tool(
-                &format!("D-{}", server.name()),
-                "h2load",
-                &[
-                    "--h1",
-                    "-t1",
-                    "-c20",
-                    "--rps",
-                    "50",
-                    "-D",
-                    &duration.to_string(),
-                    "--log-file",
-                    &log.display().to_string(),
-                    URL,
-                ]
-                .map(String::from),
-            )?;
-            let (p50, p99) = latency_percentiles(&log);
-            self.record(
-                "D. latency at 1,000 req/s (h2load --rps)",
-                "p50",
-                "ms",
-                false,
-                server,
-                p50,
-            );
-            self.record(
-                "D. latency at 1,000 req/s (h2load --rps)",
-                "p99",
-                "ms",
-                false,
-                server,
-                p99,
-            );
+            let (mut p50s, mut p99s) = (Vec::new(), Vec::new());
+            for rep in 0..reps {
+                let log = self.path(&format!("D-{}-{rep}.log", server.name()));
+                let _ = self.tool(
+                    &format!("D-{}-{rep}", server.name()),
+                    "h2load",
+                    &[
+                        "--h1",
+                        "-t1",
+                        "-c20",
+                        "--rps",
+                        "50",
+                        "-D",
+                        &duration.to_string(),
+                        "--log-file",
+                        &log.display().to_string(),
+                        URL,
+                    ]
+                    .map(String::from),
+                )?;
+                let (p50, p99) = latency_percentiles(&log);
+                p50s.extend(p50);
+                p99s.extend(p99);
+            }
+            for (figure, values) in [("p50", p50s), ("p99", p99s)] {
+                self.record(
+                    "D. latency at 1,000 req/s (h2load --rps)",
+                    figure,
+                    "ms",
+                    false,
+                    server,
+                    median(values),
+                );
+            }
 
             // F: resident memory with 5,000 idle TLS connections.
             let before = rss_kib(server, pid);
@@ -648,41 +647,45 @@ impl Bench {
                     ],
                 ),
             ] {
-                let stop_rotating = Arc::new(std::sync::atomic::AtomicBool::new(false));
-                let rotations = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-                let rotator = {
-                    let (stop_rotating, rotations) = (stop_rotating.clone(), rotations.clone());
-                    let dir = self.dir.clone();
-                    let vault = vault.handle.clone();
-                    let secret = vault_secret_uri(&vault);
-                    std::thread::spawn(move || {
-                        while !stop_rotating.load(std::sync::atomic::Ordering::Relaxed) {
-                            std::thread::sleep(Duration::from_secs(2));
-                            if rotate(server, &dir, &vault, &secret).is_ok() {
-                                rotations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let (mut rps, mut failed, mut rotations_done) = (Vec::new(), 0.0, 0);
+                for rep in 0..reps {
+                    let stop_rotating = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    let rotations = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+                    let rotator = {
+                        let (stop_rotating, rotations) = (stop_rotating.clone(), rotations.clone());
+                        let dir = self.dir.clone();
+                        let vault = vault.handle.clone();
+                        let secret = vault_secret_uri(&vault);
+                        std::thread::spawn(move || {
+                            while !stop_rotating.load(std::sync::atomic::Ordering::Relaxed) {
+                                std::thread::sleep(Duration::from_secs(2));
+                                if rotate(server, &dir, &vault, &secret).is_ok() {
+                                    rotations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                }
                             }
-                        }
-                    })
-                };
-                let out = self.tool(&format!("E-{}-{label}", server.name()), program, &args)?;
-                stop_rotating.store(true, std::sync::atomic::Ordering::Relaxed);
-                let _ = rotator.join();
+                        })
+                    };
+                    let out = self.tool(
+                        &format!("E-{}-{label}-{rep}", server.name()),
+                        program,
+                        &args,
+                    )?;
+                    stop_rotating.store(true, std::sync::atomic::Ordering::Relaxed);
+                    let _ = rotator.join();
+                    rps.extend(parse_after(&out, "Requests/sec:"));
+                    failed += wrk_errors(&out);
+                    rotations_done += rotations.load(std::sync::atomic::Ordering::Relaxed);
+                }
+                // Failures and rotations are summed over the runs, like A's and C's failures.
                 let scenario = format!("E. rotation every 2 s under load ({label})");
-                self.record(
-                    &scenario,
-                    "requests/s",
-                    "req/s",
-                    true,
-                    server,
-                    parse_after(&out, "Requests/sec:").first().copied(),
-                );
+                self.record(&scenario, "requests/s", "req/s", true, server, median(rps));
                 self.record(
                     &scenario,
                     "failed requests",
                     "",
                     false,
                     server,
-                    Some(wrk_errors(&out)),
+                    Some(failed),
                 );
                 self.record(
                     &scenario,
@@ -690,7 +693,7 @@ impl Bench {
                     "",
                     true,
                     server,
-                    Some(rotations.load(std::sync::atomic::Ordering::Relaxed) as f64),
+                    Some(rotations_done as f64),
                 );
             }
             stop(child);
@@ -714,7 +717,7 @@ impl Bench {
             out,
             "Machine: {} cores, {cpu}. One server at a time on {LISTEN}, backend nginx (1 worker, ~100 B) on {BACKEND}, \
              the same self-signed certificate, 2 workers/threads each, access logs off, upstream keep-alive, TLS 1.2+1.3 enabled \
-             with TLS_AES_128_GCM_SHA256 as the first choice everywhere (nginx and the gateway follow the client's order; HAProxy is told). Server CPU is user + system time from `/proc/PID/stat` (nginx: master and workers) over the run. Each figure is the median of {} run(s) of {} s. \
+             with TLS_AES_128_GCM_SHA256 as the first choice everywhere (nginx and the gateway follow the client's order; HAProxy is told). Server CPU is user + system time from `/proc/PID/stat` (nginx: master and workers) over the run. Each figure is the median of {} run(s) of {} s; failed requests and rotations are summed over them; F is measured once per server. \
              Raw tool output is in `raw/`.\n",
             std::thread::available_parallelism().map_or(0, |n| n.get()),
             self.options.reps,
