@@ -5,11 +5,12 @@
 //! The full-disk tests mount a small tmpfs, which needs root (CAP_SYS_ADMIN); where that is not
 //! permitted they print `skipped: …` and pass; under `CI=true` they fail instead.
 
+mod small_disk;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use cert_bundle::CertificateBundle;
 use event_log::{
@@ -17,6 +18,7 @@ use event_log::{
     SEAL_KEY_FILE,
 };
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use small_disk::SmallDisk;
 
 /// redb's page size: the unit the database file grows by.
 const PAGE: usize = 4096;
@@ -316,82 +318,6 @@ fn bytes_written_past_the_end_of_the_log_are_refused_with_the_repair() {
 
 // ---- Full disk ------------------------------------------------------------------------------
 
-/// A small tmpfs mounted on a fresh temporary directory, unmounted on drop.
-struct SmallDisk {
-    mount: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    /// Mounts a tmpfs of `size` (`mount -o size=…`), or says on stderr why it cannot and returns
-    /// `None`: the calling test is then skipped.
-    fn mount(size: &str) -> Option<SmallDisk> {
-        let mount = tempfile::tempdir().expect("tempdir");
-        let options = format!("size={size},mode=0700");
-        match Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &options, "tmpfs"])
-            .arg(mount.path())
-            .output()
-        {
-            Ok(out) if out.status.success() => Some(SmallDisk { mount }),
-            Ok(out) => {
-                skip_unless_ci(format!(
-                    "skipped: cannot mount a {size} tmpfs on {} ({}); this test needs root \
-                     (CAP_SYS_ADMIN)",
-                    mount.path().display(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
-                None
-            }
-            Err(e) => {
-                skip_unless_ci(format!(
-                    "skipped: cannot run `mount` ({e}); this test needs root and mount(8)"
-                ));
-                None
-            }
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.mount.path()
-    }
-
-    /// Fills the file system to the last byte with a file, and returns its path.
-    fn fill(&self) -> PathBuf {
-        let path = self.path().join("filler");
-        let mut file = fs::File::create(&path).expect("create filler");
-        for chunk in [64 * 1024, PAGE, 1] {
-            let bytes = vec![0xA5; chunk];
-            let err = loop {
-                if let Err(e) = file.write_all(&bytes) {
-                    break e;
-                }
-            };
-            assert_eq!(
-                err.kind(),
-                std::io::ErrorKind::StorageFull,
-                "filling: {err}"
-            );
-        }
-        path
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let unmounted = Command::new("umount")
-            .arg(self.mount.path())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !unmounted {
-            // Something still has a file open there: detach it, so the directory can go.
-            let _ = Command::new("umount")
-                .arg("-l")
-                .arg(self.mount.path())
-                .status();
-        }
-    }
-}
-
 /// On a full disk an append fails with `StorageFull`: the message names the file, says there is
 /// no space left and to free some, and carries no key material. Nothing of the event is in the
 /// log; the entries before it read back, verify, and still give the installed certificate; the
@@ -536,10 +462,4 @@ fn a_first_start_on_a_full_disk_leaves_nothing_half_written() {
     log.append("web", configured("kv://web")).expect("append");
     assert_eq!(log.verify().expect("verify").entries, 1);
     assert_eq!(fs::read(&key_path).expect("read key"), [7; 32]);
-}
-
-/// Prints why a test is skipped; under `CI=true`, where `.ci/run` runs as root, fails instead.
-fn skip_unless_ci(why: String) {
-    assert!(std::env::var_os("CI").is_none(), "{why}");
-    eprintln!("{why}");
 }

@@ -5,15 +5,16 @@
 //! `skipped: …` and passes; under `CI=true` it fails instead.
 
 mod common;
+#[path = "../../event-log/tests/small_disk/mod.rs"]
+mod small_disk;
 
 use std::fs;
-use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use common::*;
 use serde_json::Value;
+use small_disk::SmallDisk;
 
 /// The identity the gateway reads Key Vault as.
 const READER: &str = "gateway-reader";
@@ -21,77 +22,6 @@ const READER: &str = "gateway-reader";
 /// No scheduled check fires during the test: only the refreshes it asks for (and the rotator's
 /// own retry after a failure) run.
 const NO_SCHEDULE: &str = "schedule = \"0 0 0 1 1 *\"\njitter = \"0s\"";
-
-/// A small tmpfs mounted on `path` (an empty directory), unmounted on drop.
-struct SmallDisk {
-    path: PathBuf,
-}
-
-impl SmallDisk {
-    /// Mounts a tmpfs of `size` on `path`, or says on stderr why it cannot and returns `None`:
-    /// the calling test is then skipped.
-    fn mount(path: &Path, size: &str) -> Option<SmallDisk> {
-        fs::create_dir_all(path).unwrap();
-        let options = format!("size={size},mode=0700");
-        match Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &options, "tmpfs"])
-            .arg(path)
-            .output()
-        {
-            Ok(out) if out.status.success() => Some(SmallDisk {
-                path: path.to_owned(),
-            }),
-            Ok(out) => {
-                skip_unless_ci(format!(
-                    "skipped: cannot mount a {size} tmpfs on {} ({}); this test needs root \
-                     (CAP_SYS_ADMIN)",
-                    path.display(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
-                None
-            }
-            Err(e) => {
-                skip_unless_ci(format!(
-                    "skipped: cannot run `mount` ({e}); this test needs root and mount(8)"
-                ));
-                None
-            }
-        }
-    }
-
-    /// Fills the file system to the last byte with a file, and returns its path.
-    fn fill(&self) -> PathBuf {
-        let path = self.path.join("filler");
-        let mut file = fs::File::create(&path).unwrap();
-        for chunk in [64 * 1024, 4096, 1] {
-            let bytes = vec![0xA5; chunk];
-            let err = loop {
-                if let Err(e) = file.write_all(&bytes) {
-                    break e;
-                }
-            };
-            assert_eq!(
-                err.kind(),
-                std::io::ErrorKind::StorageFull,
-                "filling: {err}"
-            );
-        }
-        path
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let unmounted = Command::new("umount")
-            .arg(&self.path)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !unmounted {
-            // Something still has a file open there: detach it, so the directory can go.
-            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-        }
-    }
-}
 
 /// A Key Vault listener `web` (secret `site`, no schedule) with its state directory on a 4 MiB
 /// tmpfs, an admin API and an echo backend; `None` where the tmpfs cannot be mounted.
@@ -111,7 +41,7 @@ impl Setup {
     fn new() -> Option<Setup> {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
-        let disk = SmallDisk::mount(&state, "4m")?;
+        let disk = SmallDisk::mount_on(&state, "4m")?;
         let vault = TestVault::start();
         vault.emulator().add_identity(READER, &["get"], &[]);
         let backend = EchoBackend::start();
@@ -341,10 +271,4 @@ fn a_restart_on_a_full_disk_serves_the_certificate_the_log_holds() {
         &[],
     );
     assert!(ok, "audit --verify: {stdout}{stderr}");
-}
-
-/// Prints why a test is skipped; under `CI=true`, where `.ci/run` runs as root, fails instead.
-fn skip_unless_ci(why: String) {
-    assert!(std::env::var_os("CI").is_none(), "{why}");
-    eprintln!("{why}");
 }
