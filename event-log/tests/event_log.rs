@@ -1,70 +1,24 @@
 //! The event log against real redb files in temporary directories.
 
+mod common;
+
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use cert_bundle::{CertificateBundle, Thumbprint};
+use cert_bundle::Thumbprint;
+use common::{bundle, configured, install, key_der};
 use event_log::{
     ChainBreak, Envelope, Event, EventKind, EventLog, EventLogError, FailureClass, Query, Trigger,
     DATABASE_FILE, SEAL_KEY_FILE,
 };
 use redb::{Database, ReadableTable, TableDefinition};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 // The on-disk layout, restated here on purpose: these tests edit the file the way an attacker or a
 // damaged disk would, and fail if the layout changes without a schema version bump.
 const EVENTS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("events");
 const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
-
-/// A leaf certificate for `name` signed by a fresh CA, with its PKCS#8 key.
-fn bundle(name: &str) -> CertificateBundle {
-    let ca_key = rcgen::KeyPair::generate().expect("CA key");
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).expect("CA");
-    let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
-    let leaf = rcgen::CertificateParams::new(vec![name.to_owned()])
-        .expect("leaf params")
-        .signed_by(&leaf_key, &ca, &ca_key)
-        .expect("leaf");
-    CertificateBundle::new(
-        vec![leaf.der().clone(), ca.der().clone()],
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
-    )
-    .expect("bundle")
-}
-
-fn key_der(bundle: &CertificateBundle) -> Vec<u8> {
-    match bundle.private_key() {
-        PrivateKeyDer::Pkcs8(k) => k.secret_pkcs8_der().to_vec(),
-        other => panic!("unexpected key type {other:?}"),
-    }
-}
-
-fn install(
-    log: &EventLog,
-    listener: &str,
-    bundle: &CertificateBundle,
-    previous: Option<Thumbprint>,
-) -> Envelope {
-    let event = Event::CertificateInstalled {
-        trigger: Trigger::Schedule,
-        previous,
-        thumbprint: bundle.thumbprint(),
-        version: Some("0123abcd".into()),
-        source: format!("https://v.vault.azure.net/secrets/{listener}"),
-        not_after: 1_900_000_000,
-        material: log.seal(listener, bundle).expect("seal"),
-    };
-    log.append(listener, event).expect("append install")
-}
-
-fn configured(source: &str) -> Event {
-    Event::ListenerConfigured {
-        source: source.into(),
-    }
-}
 
 fn failed(message: &str) -> Event {
     Event::FetchFailed {
